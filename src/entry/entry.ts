@@ -1,0 +1,152 @@
+import { PerCoreWalError } from '../errors/errors.js';
+import { hi32, joinU64, lo32, requireBytes, toCoreId, toI64, toU64, TWO_32 } from '../util/u64.js';
+
+/** What an entry does. u64/i64 values are `bigint`. */
+export type WalOperation =
+  | { type: 'put'; key: Uint8Array; value: Uint8Array }
+  | { type: 'delete'; key: Uint8Array }
+  | { type: 'checkpoint'; id: bigint }
+  | { type: 'commit'; offsets: Map<string, bigint>; watermark: bigint | null }
+  | { type: 'epochBarrier'; epoch: bigint };
+
+export type WalOperationType = WalOperation['type'];
+
+/** Anything accepted where a u64/i64 is expected: a bigint or a safe-integer number. */
+export type U64Like = bigint | number;
+
+/**
+ * One log entry: an operation stamped with its core, epoch, core-local sequence and
+ * timestamp. Entries order globally by {@link PerCoreWalEntry.compare}.
+ *
+ * The u64 fields are kept as 32-bit halves so that decoding and merging never do
+ * bigint arithmetic; the `bigint` getters build the values on access.
+ *
+ * @example
+ * ```ts
+ * const e = PerCoreWalEntry.put(0, 1n, 0n, Buffer.from('k'), Buffer.from('v'), PerCoreWalEntry.nowNs());
+ * e.isPut(); // true
+ * ```
+ */
+export class PerCoreWalEntry {
+  readonly coreId: number;
+  readonly operation: WalOperation;
+  /** @internal */ readonly eHi: number;
+  /** @internal */ readonly eLo: number;
+  /** @internal */ readonly sHi: number;
+  /** @internal */ readonly sLo: number;
+  /** @internal */ readonly tHi: number;
+  /** @internal */ readonly tLo: number;
+  /**
+   * @internal Bytes of its segment that were durable when this entry was appended
+   * (0 for entries built in memory). Recovery uses it to tell crash debris from damage.
+   */
+  readonly syncedBoundary: number;
+
+  /** @internal Use the static factories. */
+  constructor(
+    coreId: number, eHi: number, eLo: number, sHi: number, sLo: number, tHi: number, tLo: number,
+    operation: WalOperation, syncedBoundary = 0,
+  ) {
+    this.coreId = coreId;
+    this.eHi = eHi; this.eLo = eLo;
+    this.sHi = sHi; this.sLo = sLo;
+    this.tHi = tHi; this.tLo = tLo;
+    this.operation = operation;
+    this.syncedBoundary = syncedBoundary;
+  }
+
+  get epoch(): bigint { return joinU64(this.eHi, this.eLo); }
+  get sequence(): bigint { return joinU64(this.sHi, this.sLo); }
+  get timestampNs(): bigint { return joinU64(this.tHi, this.tLo); }
+
+  /** @internal Validating constructor for the public factories (cold path). */
+  static make(coreId: unknown, epoch: unknown, sequence: unknown, timestampNs: unknown, op: WalOperation): PerCoreWalEntry {
+    const c = toCoreId(coreId);
+    const e = toU64(epoch, 'epoch');
+    const s = toU64(sequence, 'sequence');
+    const t = toU64(timestampNs, 'timestampNs');
+    return new PerCoreWalEntry(c, hi32(e), lo32(e), hi32(s), lo32(s), hi32(t), lo32(t), op);
+  }
+
+  static put(coreId: number, epoch: U64Like, sequence: U64Like, key: Uint8Array, value: Uint8Array, timestampNs: U64Like): PerCoreWalEntry {
+    return PerCoreWalEntry.make(coreId, epoch, sequence, timestampNs, {
+      type: 'put', key: requireBytes(key, 'key'), value: requireBytes(value, 'value'),
+    });
+  }
+
+  static delete(coreId: number, epoch: U64Like, sequence: U64Like, key: Uint8Array, timestampNs: U64Like): PerCoreWalEntry {
+    return PerCoreWalEntry.make(coreId, epoch, sequence, timestampNs, { type: 'delete', key: requireBytes(key, 'key') });
+  }
+
+  static checkpoint(coreId: number, epoch: U64Like, sequence: U64Like, checkpointId: U64Like, timestampNs: U64Like): PerCoreWalEntry {
+    return PerCoreWalEntry.make(coreId, epoch, sequence, timestampNs, { type: 'checkpoint', id: toU64(checkpointId, 'checkpointId') });
+  }
+
+  static commit(
+    coreId: number, epoch: U64Like, sequence: U64Like,
+    offsets: Map<string, U64Like> | Record<string, U64Like>, watermark: U64Like | null | undefined, timestampNs: U64Like,
+  ): PerCoreWalEntry {
+    return PerCoreWalEntry.make(coreId, epoch, sequence, timestampNs, commitOperation(offsets, watermark));
+  }
+
+  static epochBarrier(coreId: number, epoch: U64Like, sequence: U64Like, timestampNs: U64Like): PerCoreWalEntry {
+    return PerCoreWalEntry.make(coreId, epoch, sequence, timestampNs, { type: 'epochBarrier', epoch: toU64(epoch, 'epoch') });
+  }
+
+  /** Wall-clock time in nanoseconds since the Unix epoch. */
+  static nowNs(): bigint {
+    return BigInt(Date.now()) * 1_000_000n + (process.hrtime.bigint() % 1_000_000n);
+  }
+
+  /** Global order: (epoch, timestampNs, coreId, sequence). Within one core this is write order. */
+  static compare(a: PerCoreWalEntry, b: PerCoreWalEntry): number {
+    return (
+      a.eHi - b.eHi || a.eLo - b.eLo || a.tHi - b.tHi || a.tLo - b.tLo ||
+      a.coreId - b.coreId || a.sHi - b.sHi || a.sLo - b.sLo
+    );
+  }
+
+  isPut(): boolean { return this.operation.type === 'put'; }
+  isDelete(): boolean { return this.operation.type === 'delete'; }
+  isCheckpoint(): boolean { return this.operation.type === 'checkpoint'; }
+  isCommit(): boolean { return this.operation.type === 'commit'; }
+  isEpochBarrier(): boolean { return this.operation.type === 'epochBarrier'; }
+  /** Put and Delete change state; the other operations are markers or metadata. */
+  isStateOperation(): boolean { return this.operation.type === 'put' || this.operation.type === 'delete'; }
+  key(): Uint8Array | undefined {
+    const op = this.operation;
+    return op.type === 'put' || op.type === 'delete' ? op.key : undefined;
+  }
+  value(): Uint8Array | undefined {
+    return this.operation.type === 'put' ? this.operation.value : undefined;
+  }
+}
+
+/** Validates and normalises commit arguments (cold path). */
+export function commitOperation(
+  offsets: Map<string, U64Like> | Record<string, U64Like>, watermark: U64Like | null | undefined,
+): WalOperation {
+  if (offsets === null || typeof offsets !== 'object') {
+    throw new PerCoreWalError('INVALID_ARGUMENT', 'offsets must be a Map or a plain object of source name to offset');
+  }
+  const out = new Map<string, bigint>();
+  const it = offsets instanceof Map ? offsets.entries() : Object.entries(offsets);
+  for (const [name, off] of it) {
+    if (typeof name !== 'string') throw new PerCoreWalError('INVALID_ARGUMENT', 'source names must be strings');
+    if (Buffer.byteLength(name) > 0xffff) throw new PerCoreWalError('INVALID_ARGUMENT', `source name longer than 65535 bytes: ${name.slice(0, 40)}…`);
+    out.set(name, toI64(off, `offset of ${name}`));
+  }
+  if (out.size > 0xffff) throw new PerCoreWalError('INVALID_ARGUMENT', 'a commit holds at most 65535 sources');
+  const wm = watermark === null || watermark === undefined ? null : toI64(watermark, 'watermark');
+  return { type: 'commit', offsets: out, watermark: wm };
+}
+
+/** @internal Adds a non-negative delta (a safe integer) to a (hi, lo) pair; returns the new hi, writes lo to out[0]. */
+export function addSplit(hi: number, lo: number, delta: number, out: number[]): number {
+  const dHi = Math.floor(delta / TWO_32);
+  let l = lo + (delta - dHi * TWO_32);
+  let h = hi + dHi;
+  if (l >= TWO_32) { l -= TWO_32; h++; }
+  out[0] = l;
+  return h;
+}

@@ -1,0 +1,20 @@
+/**
+ * corewal — a per-core write-ahead log for Node.js.
+ * @packageDocumentation
+ */
+export { PerCoreWalError, StorageIoError } from './errors/errors.js';
+export type { PerCoreWalErrorCode, StorageIoErrorCode, ErrorDetails } from './errors/errors.js';
+export { PerCoreWalEntry } from './entry/entry.js';
+export type { WalOperation, WalOperationType, U64Like } from './entry/entry.js';
+export { FORMAT_VERSION } from './entry/codec.js';
+export { RECORD_HEADER_SIZE, DEFAULT_MAX_RECORD_SIZE, encodeRecord } from './record/framing.js';
+export { crc32c, crc32cJs, crc32cBackend } from './crc/crc32c.js';
+export { CoreWalWriter } from './writer/writer.js';
+export type { CoreWalWriterOptions } from './writer/writer.js';
+export { PerCoreWalReader } from './reader/reader.js';
+export type { WalReadResult, PerCoreWalReaderOptions } from './reader/reader.js';
+export { scanSegment } from './reader/scan.js';
+export type { SegmentScan, TailState, ScanOptions } from './reader/scan.js';
+export type { StorageIo, IoFd, IoCompletion } from './storage-io/types.js';
+export { realFs } from './io/fs.js';
+export type { WalFs } from './io/fs.js';

@@ -1,0 +1,729 @@
+import { dirname } from 'node:path';
+import { crc32c } from '../crc/crc32c.js';
+import {
+  encodePayload, PAYLOAD_HEADER_SIZE, payloadSize, TAG_DELETE, TAG_PUT, writePayloadHeader,
+} from '../entry/codec.js';
+import { commitOperation, PerCoreWalEntry, type U64Like } from '../entry/entry.js';
+import { ioError, PerCoreWalError } from '../errors/errors.js';
+import { realFs, type WalFs } from '../io/fs.js';
+import { scanSegment } from '../reader/scan.js';
+import { PerCoreWalReader } from '../reader/reader.js';
+import { DEFAULT_MAX_RECORD_SIZE, frameAt, RECORD_HEADER_SIZE } from '../record/framing.js';
+import type { IoCompletion, IoFd, StorageIo } from '../storage-io/types.js';
+import { assert } from '../util/assert.js';
+import { hi32, joinU64, lo32, requireBytes, toCoreId, toPosition, toU64, TWO_32 } from '../util/u64.js';
+
+export interface CoreWalWriterOptions {
+  /** Bytes buffered before a write(2). Default 64 KiB. */
+  bufferSize?: number;
+  /** Largest payload accepted. Default 256 MiB. */
+  maxRecordSize?: number;
+  /**
+   * Zero-fill the segment this many bytes ahead of the write position (0 turns it off).
+   * An fdatasync that does not grow the file skips the metadata write, which is most of
+   * the cost of a sync-per-record workload. Default 4 MiB.
+   */
+  preallocate?: number;
+  /** Starting epoch for a new segment (an existing one resumes from its last entry if higher). */
+  epoch?: U64Like;
+  /** Lowest next sequence (e.g. from a checkpoint, when the segment was reset). */
+  minSequence?: U64Like;
+  /** Wall clock in nanoseconds, for tests; the default is a monotonic clock anchored to wall time. */
+  clock?: () => bigint | number;
+  /** File layer; defaults to Node's fs. */
+  fs?: WalFs;
+}
+
+const DEFAULT_BUFFER = 64 * 1024;
+const DEFAULT_PREALLOCATE = 4 * 1024 * 1024;
+const PUT_FIXED = RECORD_HEADER_SIZE + PAYLOAD_HEADER_SIZE + 4;
+const DELETE_FIXED = RECORD_HEADER_SIZE + PAYLOAD_HEADER_SIZE;
+let zeroChunk: Buffer | null = null;
+
+/**
+ * The append side of one core's segment. Exactly one writer per segment, used by one
+ * thread: appends never take a lock.
+ *
+ * Two write paths:
+ * - direct: records collect in a buffer, `sync()` writes them and fdatasyncs;
+ * - StorageIo: `append*ViaStorageIo` submit writes to a backend, `syncViaStorageIo`
+ *   submits a datasync, and `checkCompletions` moves `syncedPosition()` once the
+ *   datasync and every write before it have completed.
+ *
+ * Guarantees (SPEC invariants 1, 3–6): only bytes below `syncedPosition()` are promised
+ * durable; after a failed write or sync the writer is poisoned (code `POISONED`);
+ * timestamps never decrease, sequences strictly increase, the epoch never goes down;
+ * nothing is appended after an invalid tail.
+ *
+ * @example
+ * ```ts
+ * const w = CoreWalWriter.create(0, '/data/wal/wal-0.log');
+ * const at = w.appendPut(Buffer.from('user:1'), Buffer.from('{"name":"Ada"}'));
+ * w.sync();                      // durable: w.syncedPosition() > at
+ * w.close();
+ * ```
+ */
+export class CoreWalWriter {
+  private readonly fs: WalFs;
+  private readonly segPath: string;
+  private readonly core: number;
+  private readonly maxRecord: number;
+  private readonly preallocStep: number;
+  private readonly clock: (() => bigint | number) | null;
+  private fd: number;
+  private buf: Buffer;
+  private dv: DataView;
+  private bufLen = 0;
+  /** File offset of buf[0]; position() = bufStart + bufLen. */
+  private bufStart: number;
+  private synced: number;
+  private allocatedEnd: number;
+  private eHi = 0; private eLo = 0;
+  /** Next sequence to assign. */
+  private sHi = 0; private sLo = 0;
+  /** Last timestamp used. */
+  private tHi = 0; private tLo = 0;
+  private sinceSync = 0;
+  private poison: PerCoreWalError | null = null;
+  private closed = false;
+  // Monotonic clock anchor: wall time at construction plus performance.now() since.
+  private readonly baseHi: number;
+  private readonly baseLo: number;
+  private readonly basePerf: number;
+  // StorageIo path: a FIFO of submitted writes, and at most one datasync.
+  private wTok: number[] = [];
+  private wEnd: number[] = [];
+  private wLen: number[] = [];
+  private wDone: boolean[] = [];
+  private wHead = 0;
+  /** Everything below this offset has been written and completed on the StorageIo path. */
+  private written: number;
+  private syncTok = -1;
+  private syncBoundary = 0;
+
+  private constructor(coreId: number, path: string, fd: number, position: number, fileLen: number, options: CoreWalWriterOptions, fs: WalFs) {
+    this.core = coreId;
+    this.segPath = path;
+    this.fs = fs;
+    this.fd = fd;
+    this.maxRecord = options.maxRecordSize ?? DEFAULT_MAX_RECORD_SIZE;
+    if (!Number.isSafeInteger(this.maxRecord) || this.maxRecord < PAYLOAD_HEADER_SIZE || this.maxRecord > 0xffffffff) {
+      throw new PerCoreWalError('INVALID_ARGUMENT', `maxRecordSize must be an integer in [${PAYLOAD_HEADER_SIZE}, 2^32), got ${this.maxRecord}`);
+    }
+    const size = options.bufferSize ?? DEFAULT_BUFFER;
+    if (!Number.isSafeInteger(size) || size < 4096) throw new PerCoreWalError('INVALID_ARGUMENT', `bufferSize must be an integer >= 4096, got ${size}`);
+    this.preallocStep = options.preallocate ?? DEFAULT_PREALLOCATE;
+    if (!Number.isSafeInteger(this.preallocStep) || this.preallocStep < 0) {
+      throw new PerCoreWalError('INVALID_ARGUMENT', `preallocate must be a non-negative integer, got ${this.preallocStep}`);
+    }
+    this.clock = options.clock ?? null;
+    this.buf = Buffer.alloc(size);
+    this.dv = new DataView(this.buf.buffer, this.buf.byteOffset, this.buf.byteLength);
+    this.bufStart = position;
+    this.synced = position;
+    this.written = position;
+    this.allocatedEnd = fileLen;
+    const wall = BigInt(Date.now()) * 1_000_000n;
+    this.basePerf = performance.now();
+    this.baseHi = hi32(wall);
+    this.baseLo = lo32(wall);
+    if (options.epoch !== undefined) this.setEpoch(options.epoch);
+  }
+
+  /**
+   * Creates the segment, or resumes an existing one after validating it: a segment whose
+   * tail is torn or corrupt is refused with `INVALID_TAIL` (open it through
+   * `PerCoreWalManager.open` or repair it first), so nothing is appended after bad bytes.
+   */
+  static create(coreId: number, path: string, options: CoreWalWriterOptions = {}): CoreWalWriter {
+    const c = toCoreId(coreId);
+    requirePath(path);
+    const fs = options.fs ?? realFs;
+    let exists = false;
+    try {
+      exists = fs.existsSync(path) && fs.statSync(path).size > 0;
+    } catch (e) {
+      throw ioError('stat', e, path, undefined, c);
+    }
+    if (exists) {
+      const scan = scanSegment(c, path, { fs, maxRecordSize: options.maxRecordSize });
+      if (scan.tail !== 'clean') {
+        const b = scan.bad!;
+        throw new PerCoreWalError('INVALID_TAIL',
+          `segment ${path} has an invalid record at byte ${b.position} (${b.kind}); recover it with PerCoreWalManager.open or repair before appending`,
+          { path, position: b.position, coreId: c });
+      }
+      return CoreWalWriter.resume(c, path, scan.validEnd, scan.fileLen, scan.last, options, fs);
+    }
+    let fd: number;
+    try {
+      fd = fs.openSync(path, 'w+');
+      fs.fsyncDir(dirname(path));
+    } catch (e) {
+      throw ioError('create', e, path, undefined, c);
+    }
+    const w = new CoreWalWriter(c, path, fd, 0, 0, options, fs);
+    if (options.minSequence !== undefined) w.raiseSequence(toU64(options.minSequence, 'minSequence'));
+    return w;
+  }
+
+  /**
+   * Opens an existing segment for appending at `position`, which must be a record boundary
+   * at or before the end of its valid records. Bytes after it are cut (durably) first, so a
+   * later reader can never mistake them for records. Sequence, timestamp and epoch continue
+   * from the last entry before `position`.
+   */
+  static openAt(coreId: number, path: string, position: number, options: CoreWalWriterOptions = {}): CoreWalWriter {
+    const c = toCoreId(coreId);
+    requirePath(path);
+    const pos = toPosition(position, 'position');
+    const fs = options.fs ?? realFs;
+    const reader = PerCoreWalReader.open(c, path, { fs, maxRecordSize: options.maxRecordSize });
+    let last: PerCoreWalEntry | null = null;
+    let fileLen: number;
+    try {
+      fileLen = reader.fileLen();
+      while (reader.position() < pos) {
+        const r = reader.readNext();
+        if (r.kind !== 'entry') {
+          throw new PerCoreWalError('INVALID_POSITION',
+            `position ${pos} is beyond the valid records of ${path}, which end at byte ${reader.position()} (${r.kind})`,
+            { path, position: pos, coreId: c });
+        }
+        last = r.entry;
+      }
+      if (reader.position() !== pos) {
+        throw new PerCoreWalError('INVALID_POSITION', `position ${pos} is not a record boundary in ${path}`, { path, position: pos, coreId: c });
+      }
+    } finally {
+      reader.close();
+    }
+    return CoreWalWriter.resume(c, path, pos, fileLen, last, options, fs);
+  }
+
+  private static resume(
+    c: number, path: string, pos: number, fileLen: number, last: PerCoreWalEntry | null, options: CoreWalWriterOptions, fs: WalFs,
+  ): CoreWalWriter {
+    let fd: number;
+    try {
+      fd = fs.openSync(path, 'r+');
+    } catch (e) {
+      throw ioError('open', e, path, undefined, c);
+    }
+    let len = fileLen;
+    try {
+      if (fileLen > pos) {
+        // Keep preallocated zeros; cut anything else so it can never read as records.
+        if (!CoreWalWriter.zerosFrom(fs, fd, pos, fileLen)) {
+          fs.ftruncateSync(fd, pos);
+          len = pos;
+        }
+      }
+      // What is in the file now becomes durable before anything is appended after it.
+      fs.fdatasyncSync(fd);
+    } catch (e) {
+      fs.closeSync(fd);
+      throw ioError('truncate/fdatasync', e, path, pos, c);
+    }
+    const w = new CoreWalWriter(c, path, fd, pos, len, options, fs);
+    if (last !== null) {
+      if (last.eHi > w.eHi || (last.eHi === w.eHi && last.eLo > w.eLo)) { w.eHi = last.eHi; w.eLo = last.eLo; }
+      w.tHi = last.tHi; w.tLo = last.tLo;
+      w.sLo = last.sLo + 1; w.sHi = last.sHi;
+      if (w.sLo === TWO_32) { w.sLo = 0; w.sHi++; }
+    }
+    if (options.minSequence !== undefined) w.raiseSequence(toU64(options.minSequence, 'minSequence'));
+    return w;
+  }
+
+  private static zerosFrom(fs: WalFs, fd: number, from: number, to: number): boolean {
+    const chunk = Buffer.allocUnsafe(Math.min(1 << 20, Math.max(1, to - from)));
+    for (let at = from; at < to; ) {
+      const n = fs.readSync(fd, chunk, 0, Math.min(chunk.length, to - at), at);
+      if (n <= 0) return false;
+      for (let i = 0; i < n; i++) if (chunk[i] !== 0) return false;
+      at += n;
+    }
+    return true;
+  }
+
+  coreId(): number { return this.core; }
+  path(): string { return this.segPath; }
+  /** Where the next record starts (buffered and submitted bytes included). */
+  position(): number { return this.bufStart + this.bufLen; }
+  /** Bytes promised durable. */
+  syncedPosition(): number { return this.synced; }
+  epoch(): bigint { return joinU64(this.eHi, this.eLo); }
+  /** The sequence the next entry will get. */
+  sequence(): bigint { return joinU64(this.sHi, this.sLo); }
+  /** Timestamp of the last entry appended or resumed from, in ns. */
+  lastTimestampNs(): bigint { return joinU64(this.tHi, this.tLo); }
+  entriesSinceSync(): number { return this.sinceSync; }
+  /** The error that poisoned this writer, or null. */
+  poisonedBy(): PerCoreWalError | null { return this.poison; }
+  isPoisoned(): boolean { return this.poison !== null; }
+
+  /** Raises the epoch for later entries. Lowering it fails with `EPOCH_MISMATCH`. */
+  setEpoch(epoch: U64Like): void {
+    const e = toU64(epoch, 'epoch');
+    const h = hi32(e), l = lo32(e);
+    if (h < this.eHi || (h === this.eHi && l < this.eLo)) {
+      throw new PerCoreWalError('EPOCH_MISMATCH', `epoch ${e} is below the writer's epoch ${this.epoch()} (core ${this.core})`, { coreId: this.core, path: this.segPath });
+    }
+    this.eHi = h; this.eLo = l;
+  }
+
+  private raiseSequence(min: bigint): void {
+    if (min > this.sequence()) { this.sHi = hi32(min); this.sLo = lo32(min); }
+  }
+
+  // ---- hot path ---------------------------------------------------------------
+
+  private checkWritable(): void {
+    if (this.poison !== null) {
+      throw new PerCoreWalError('POISONED', `writer of core ${this.core} is poisoned by an earlier failure (${this.poison.message}); reopen it through recovery`,
+        { coreId: this.core, path: this.segPath, cause: this.poison });
+    }
+    if (this.closed) throw new PerCoreWalError('CLOSED', `writer of core ${this.core} is closed`, { coreId: this.core, path: this.segPath });
+  }
+
+  /** Advances the timestamp: max(last, now), so it never decreases even if the clock steps back. */
+  private tick(): void {
+    let h: number, l: number;
+    if (this.clock === null) {
+      const d = Math.floor((performance.now() - this.basePerf) * 1e6);
+      const dHi = Math.floor(d / TWO_32);
+      l = this.baseLo + (d - dHi * TWO_32);
+      h = this.baseHi + dHi;
+      if (l >= TWO_32) { l -= TWO_32; h++; }
+    } else {
+      const t = toU64(this.clock(), 'clock()');
+      h = hi32(t); l = lo32(t);
+    }
+    if (h > this.tHi || (h === this.tHi && l > this.tLo)) { this.tHi = h; this.tLo = l; }
+  }
+
+  private nextSequence(): void {
+    this.sinceSync++;
+    if (++this.sLo === TWO_32) { this.sLo = 0; this.sHi++; }
+  }
+
+  /** Room for `n` bytes in the buffer, flushing first if needed; false if `n` can never fit. */
+  private reserve(n: number): boolean {
+    if (n <= this.buf.length - this.bufLen) return true;
+    this.flushBuffer();
+    return n <= this.buf.length;
+  }
+
+  /** Appends a Put. Returns the record's start position. */
+  appendPut(key: Uint8Array, value: Uint8Array): number {
+    this.checkWritable();
+    if (!(key instanceof Uint8Array)) requireBytes(key, 'key');
+    if (!(value instanceof Uint8Array)) requireBytes(value, 'value');
+    const klen = key.length;
+    const plen = PAYLOAD_HEADER_SIZE + 4 + klen + value.length;
+    if (plen > this.maxRecord) throw this.tooLarge(plen);
+    const rlen = RECORD_HEADER_SIZE + plen;
+    if (!this.reserve(rlen)) return this.appendLarge(PerCoreWalEntry.put(this.core, 0, 0, key, value, 0));
+    this.tick();
+    const off = this.bufLen;
+    const start = this.bufStart + off;
+    const dv = this.dv;
+    writePayloadHeader(dv, off + RECORD_HEADER_SIZE, TAG_PUT, this.core, this.eHi, this.eLo, this.sHi, this.sLo, this.tHi, this.tLo, this.synced);
+    dv.setUint32(off + RECORD_HEADER_SIZE + PAYLOAD_HEADER_SIZE, klen, true);
+    const buf = this.buf;
+    buf.set(key, off + PUT_FIXED);
+    buf.set(value, off + PUT_FIXED + klen);
+    frameAt(buf, dv, off, plen);
+    this.bufLen = off + rlen;
+    this.nextSequence();
+    return start;
+  }
+
+  /** Appends a Delete. Returns the record's start position. */
+  appendDelete(key: Uint8Array): number {
+    this.checkWritable();
+    if (!(key instanceof Uint8Array)) requireBytes(key, 'key');
+    const plen = PAYLOAD_HEADER_SIZE + key.length;
+    if (plen > this.maxRecord) throw this.tooLarge(plen);
+    const rlen = RECORD_HEADER_SIZE + plen;
+    if (!this.reserve(rlen)) return this.appendLarge(PerCoreWalEntry.delete(this.core, 0, 0, key, 0));
+    this.tick();
+    const off = this.bufLen;
+    const start = this.bufStart + off;
+    writePayloadHeader(this.dv, off + RECORD_HEADER_SIZE, TAG_DELETE, this.core, this.eHi, this.eLo, this.sHi, this.sLo, this.tHi, this.tLo, this.synced);
+    this.buf.set(key, off + DELETE_FIXED);
+    frameAt(this.buf, this.dv, off, plen);
+    this.bufLen = off + rlen;
+    this.nextSequence();
+    return start;
+  }
+
+  /**
+   * Appends `entry`'s operation. The writer stamps it with its own core, epoch, next
+   * sequence and timestamp (the invariants of SPEC 4 are the writer's to keep), except
+   * that an entry with a higher epoch raises the writer's epoch first.
+   */
+  append(entry: PerCoreWalEntry): number {
+    this.checkWritable();
+    const stamped = this.stamp(entry);
+    const plen = payloadSize(stamped);
+    if (plen > this.maxRecord) throw this.tooLarge(plen);
+    const rlen = RECORD_HEADER_SIZE + plen;
+    if (!this.reserve(rlen)) return this.appendLarge(stamped);
+    const off = this.bufLen;
+    const start = this.bufStart + off;
+    encodePayload(this.restamp(stamped), this.buf, this.dv, off + RECORD_HEADER_SIZE, this.synced);
+    frameAt(this.buf, this.dv, off, plen);
+    this.bufLen = off + rlen;
+    this.nextSequence();
+    return start;
+  }
+
+  appendCheckpoint(checkpointId: U64Like): number {
+    return this.append(PerCoreWalEntry.checkpoint(this.core, 0, 0, checkpointId, 0));
+  }
+
+  /** An EpochBarrier at the writer's current epoch. */
+  appendEpochBarrier(): number {
+    return this.append(PerCoreWalEntry.epochBarrier(this.core, this.epoch(), 0, 0));
+  }
+
+  /** Records source offsets (e.g. Kafka partition offsets) and an optional watermark. */
+  appendCommit(offsets: Map<string, U64Like> | Record<string, U64Like>, watermark: U64Like | null = null): number {
+    const op = commitOperation(offsets, watermark);
+    return this.append(new PerCoreWalEntry(this.core, 0, 0, 0, 0, 0, 0, op));
+  }
+
+  private stamp(entry: PerCoreWalEntry): PerCoreWalEntry {
+    if (!(entry instanceof PerCoreWalEntry)) throw new PerCoreWalError('INVALID_ARGUMENT', 'append takes a PerCoreWalEntry');
+    if (entry.eHi > this.eHi || (entry.eHi === this.eHi && entry.eLo > this.eLo)) { this.eHi = entry.eHi; this.eLo = entry.eLo; }
+    return entry;
+  }
+
+  /** The entry as it will be written: this writer's core, epoch, sequence and a fresh timestamp. */
+  private restamp(entry: PerCoreWalEntry): PerCoreWalEntry {
+    this.tick();
+    return new PerCoreWalEntry(this.core, this.eHi, this.eLo, this.sHi, this.sLo, this.tHi, this.tLo, entry.operation);
+  }
+
+  /** A record larger than the buffer: flushed buffer, then one write of its own. */
+  private appendLarge(entry: PerCoreWalEntry): number {
+    assert(this.bufLen === 0, 'buffer flushed before a large record');
+    const e = this.restamp(entry);
+    const plen = payloadSize(e);
+    const rec = Buffer.allocUnsafe(RECORD_HEADER_SIZE + plen);
+    const dv = new DataView(rec.buffer, rec.byteOffset, rec.byteLength);
+    encodePayload(e, rec, dv, RECORD_HEADER_SIZE, this.synced);
+    frameAt(rec, dv, 0, plen);
+    const start = this.bufStart;
+    this.writeAt(rec, 0, rec.length, start);
+    this.bufStart += rec.length;
+    this.nextSequence();
+    return start;
+  }
+
+  private tooLarge(plen: number): PerCoreWalError {
+    return new PerCoreWalError('RECORD_TOO_LARGE', `record payload of ${plen} bytes exceeds maxRecordSize ${this.maxRecord} (core ${this.core})`,
+      { coreId: this.core, path: this.segPath });
+  }
+
+  // ---- direct path I/O -------------------------------------------------------------
+
+  /** Writes `buf[off, off+len)` at `at`, preallocating ahead; poisons on failure. */
+  private writeAt(buf: Uint8Array, off: number, len: number, at: number): void {
+    try {
+      this.preallocate(at + len);
+      let done = 0;
+      while (done < len) done += this.fs.writeSync(this.fd, buf, off + done, len - done, at + done);
+    } catch (e) {
+      throw this.fail(ioError('write', e, this.segPath, at, this.core));
+    }
+  }
+
+  private preallocate(end: number): void {
+    if (this.preallocStep === 0 || end <= this.allocatedEnd) return;
+    const target = end + this.preallocStep;
+    zeroChunk ??= Buffer.alloc(1 << 20);
+    for (let at = Math.max(this.allocatedEnd, end); at < target; ) {
+      const n = Math.min(zeroChunk.length, target - at);
+      at += this.fs.writeSync(this.fd, zeroChunk, 0, n, at);
+    }
+    this.allocatedEnd = target;
+  }
+
+  private flushBuffer(): void {
+    if (this.bufLen === 0) return;
+    this.writeAt(this.buf, 0, this.bufLen, this.bufStart);
+    this.bufStart += this.bufLen;
+    this.bufLen = 0;
+  }
+
+  private fail(err: PerCoreWalError): PerCoreWalError {
+    this.poison ??= err;
+    return err;
+  }
+
+  /** Writes buffered records without syncing them. */
+  flush(): void {
+    this.checkWritable();
+    this.flushBuffer();
+  }
+
+  /**
+   * Writes buffered records and fdatasyncs; then `syncedPosition() === position()`.
+   * A failed fdatasync poisons the writer and is never retried: the kernel may have
+   * dropped the dirty pages, so a later successful fsync would prove nothing.
+   */
+  sync(): void {
+    this.checkWritable();
+    this.requireNoStorageIoInFlight('sync');
+    this.flushBuffer();
+    const target = this.bufStart;
+    try {
+      this.fs.fdatasyncSync(this.fd);
+    } catch (e) {
+      throw this.fail(ioError('fdatasync', e, this.segPath, target, this.core));
+    }
+    assert(target >= this.synced, 'synced position never moves back');
+    this.synced = target;
+    this.written = target;
+    this.sinceSync = 0;
+  }
+
+  /**
+   * Declares everything appended so far durable, for callers that made it so by other
+   * means (their own fdatasync of the segment). Buffered records are written first.
+   */
+  markSynced(): void {
+    this.checkWritable();
+    this.requireNoStorageIoInFlight('markSynced');
+    this.flushBuffer();
+    this.synced = this.bufStart;
+    this.written = this.bufStart;
+    this.sinceSync = 0;
+  }
+
+  private requireNoStorageIoInFlight(op: string): void {
+    if (this.wHead < this.wTok.length || this.syncTok >= 0) {
+      throw new PerCoreWalError('SYNC_IN_FLIGHT', `${op} while StorageIo operations are in flight on core ${this.core}; wait for checkCompletions`,
+        { coreId: this.core, path: this.segPath });
+    }
+  }
+
+  /**
+   * Cuts the segment back to `position` (a record boundary at or before `position()`),
+   * durably. Sequence, epoch and timestamp keep counting up.
+   */
+  truncate(position: number): void {
+    const pos = toPosition(position, 'position');
+    this.checkWritable();
+    this.requireNoStorageIoInFlight('truncate');
+    this.flushBuffer();
+    if (pos > this.bufStart) {
+      throw new PerCoreWalError('INVALID_POSITION', `cannot truncate core ${this.core} to ${pos}: past its position ${this.bufStart}`,
+        { coreId: this.core, path: this.segPath, position: pos });
+    }
+    if (pos !== 0 && pos !== this.bufStart) this.requireBoundary(pos);
+    try {
+      this.fs.ftruncateSync(this.fd, pos);
+      this.fs.fdatasyncSync(this.fd);
+    } catch (e) {
+      throw this.fail(ioError('truncate', e, this.segPath, pos, this.core));
+    }
+    this.bufStart = pos;
+    this.allocatedEnd = pos;
+    this.written = pos;
+    if (this.synced > pos) this.synced = pos;
+    this.sinceSync = 0;
+  }
+
+  private requireBoundary(pos: number): void {
+    const r = PerCoreWalReader.open(this.core, this.segPath, { fs: this.fs, maxRecordSize: this.maxRecord });
+    try {
+      while (r.position() < pos && r.readNext().kind === 'entry');
+      if (r.position() !== pos) {
+        throw new PerCoreWalError('INVALID_POSITION', `${pos} is not a record boundary of ${this.segPath}`, { coreId: this.core, path: this.segPath, position: pos });
+      }
+    } finally {
+      r.close();
+    }
+  }
+
+  /** Empties the segment (after a checkpoint has captured it). */
+  reset(): void {
+    this.truncate(0);
+  }
+
+  /** Writes buffered records (without syncing) and closes the file. Idempotent. */
+  close(): void {
+    if (this.closed) return;
+    try {
+      if (this.poison === null) this.flushBuffer();
+    } finally {
+      this.closed = true;
+      try { this.fs.closeSync(this.fd); } catch { /* already reported through the write that failed */ }
+    }
+  }
+
+  // ---- StorageIo path ----------------------------------------------------------
+
+  /** Appends a Put through `sio`. The record is submitted, not yet written: see `checkCompletions`. */
+  appendPutViaStorageIo(key: Uint8Array, value: Uint8Array, sio: StorageIo, fd: IoFd): number {
+    this.checkWritable();
+    requireBytes(key, 'key');
+    requireBytes(value, 'value');
+    const plen = PAYLOAD_HEADER_SIZE + 4 + key.length + value.length;
+    if (plen > this.maxRecord) throw this.tooLarge(plen);
+    return this.submitEntry(PerCoreWalEntry.put(this.core, 0, 0, key, value, 0), sio, fd);
+  }
+
+  appendDeleteViaStorageIo(key: Uint8Array, sio: StorageIo, fd: IoFd): number {
+    this.checkWritable();
+    requireBytes(key, 'key');
+    if (PAYLOAD_HEADER_SIZE + key.length > this.maxRecord) throw this.tooLarge(PAYLOAD_HEADER_SIZE + key.length);
+    return this.submitEntry(PerCoreWalEntry.delete(this.core, 0, 0, key, 0), sio, fd);
+  }
+
+  appendViaStorageIo(entry: PerCoreWalEntry, sio: StorageIo, fd: IoFd): number {
+    this.checkWritable();
+    const e = this.stamp(entry);
+    const plen = payloadSize(e);
+    if (plen > this.maxRecord) throw this.tooLarge(plen);
+    return this.submitEntry(e, sio, fd);
+  }
+
+  private submitEntry(entry: PerCoreWalEntry, sio: StorageIo, fd: IoFd): number {
+    // Bytes still in the direct buffer go first, so the file stays in append order.
+    this.flushBuffer();
+    const e = this.restamp(entry);
+    const plen = payloadSize(e);
+    const rlen = RECORD_HEADER_SIZE + plen;
+    const rec = rlen <= this.buf.length ? this.buf : Buffer.allocUnsafe(rlen);
+    const dv = rec === this.buf ? this.dv : new DataView(rec.buffer, rec.byteOffset, rec.byteLength);
+    encodePayload(e, rec, dv, RECORD_HEADER_SIZE, this.synced);
+    frameAt(rec, dv, 0, plen);
+    const start = this.bufStart;
+    let token: number;
+    try {
+      token = sio.submitWrite(fd, rec.subarray(0, rlen), start);
+    } catch (err) {
+      // Refused at submission (e.g. QUEUE_FULL): nothing was written, the writer stays usable.
+      throw new PerCoreWalError((err as { code?: string }).code === 'QUEUE_FULL' ? 'BACKPRESSURE' : 'IO',
+        `StorageIo refused a write for core ${this.core}: ${(err as Error).message}`, { coreId: this.core, path: this.segPath, position: start, cause: err });
+    }
+    this.wTok.push(token);
+    this.wEnd.push(start + rlen);
+    this.wLen.push(rlen);
+    this.wDone.push(false);
+    this.bufStart = start + rlen;
+    this.nextSequence();
+    return start;
+  }
+
+  /**
+   * Submits a datasync covering everything appended so far and returns its token.
+   * `syncedPosition()` moves to that boundary once the datasync and every earlier write
+   * have completed (see `checkCompletions`). One at a time: `SYNC_IN_FLIGHT` otherwise.
+   */
+  syncViaStorageIo(sio: StorageIo, fd: IoFd): number {
+    this.checkWritable();
+    if (this.syncTok >= 0) {
+      throw new PerCoreWalError('SYNC_IN_FLIGHT', `a datasync is already pending on core ${this.core}`, { coreId: this.core, path: this.segPath });
+    }
+    this.flushBuffer();
+    const boundary = this.bufStart;
+    let token: number;
+    try {
+      token = sio.submitDatasync(fd);
+      sio.flush();
+    } catch (err) {
+      throw new PerCoreWalError('IO', `StorageIo refused a datasync for core ${this.core}: ${(err as Error).message}`,
+        { coreId: this.core, path: this.segPath, cause: err });
+    }
+    this.syncTok = token;
+    this.syncBoundary = boundary;
+    this.sinceSync = 0;
+    return token;
+  }
+
+  isSyncPending(): boolean { return this.syncTok >= 0; }
+
+  /** Writes submitted through StorageIo and not yet completed. */
+  writesInFlight(): number { return this.wTok.length - this.wHead; }
+
+  /**
+   * Feeds completions from `sio.pollCompletions` to the writer; those that are not its own
+   * are ignored, so one batch can go to every writer sharing a backend. Returns true when
+   * this batch completed the pending datasync. A failed or short write, or a failed
+   * datasync, poisons the writer and throws `IO` with the errno.
+   */
+  checkCompletions(completions: readonly IoCompletion[]): boolean {
+    let syncCompleted = false;
+    let failure: PerCoreWalError | null = null;
+    for (let i = 0; i < completions.length; i++) {
+      const c = completions[i]!;
+      if (c.token === this.syncTok) {
+        this.syncTok = -1;
+        syncCompleted = true;
+        if (c.result < 0) {
+          failure ??= new PerCoreWalError('IO', `datasync failed on ${this.segPath} (core ${this.core}): errno ${-c.result}`,
+            { coreId: this.core, path: this.segPath, position: this.syncBoundary, errno: -c.result });
+          this.fail(failure);
+          continue;
+        }
+        // A datasync covers only writes that had completed before it did.
+        const covered = Math.min(this.syncBoundary, this.written);
+        if (covered > this.synced && this.poison === null) this.synced = covered;
+        continue;
+      }
+      const idx = this.findWrite(c.token);
+      if (idx < 0) continue;
+      this.wDone[idx] = true;
+      if (c.result !== this.wLen[idx]) {
+        const what = c.result < 0 ? `errno ${-c.result}` : `short write of ${c.result} of ${this.wLen[idx]} bytes`;
+        const at = this.wEnd[idx]! - this.wLen[idx]!;
+        failure ??= new PerCoreWalError('IO', `write failed on ${this.segPath} (core ${this.core}) at byte ${at}: ${what}`,
+          { coreId: this.core, path: this.segPath, position: at, errno: c.result < 0 ? -c.result : undefined });
+        this.fail(failure);
+        continue;
+      }
+      this.advanceWritten();
+    }
+    if (failure !== null) throw failure;
+    return syncCompleted;
+  }
+
+  private findWrite(token: number): number {
+    // Tokens are handed out in increasing order, so the FIFO is sorted.
+    let lo = this.wHead, hi = this.wTok.length - 1;
+    while (lo <= hi) {
+      const mid = (lo + hi) >>> 1;
+      const t = this.wTok[mid]!;
+      if (t === token) return this.wDone[mid] ? -1 : mid;
+      if (t < token) lo = mid + 1; else hi = mid - 1;
+    }
+    return -1;
+  }
+
+  private advanceWritten(): void {
+    if (this.poison !== null) return;
+    while (this.wHead < this.wTok.length && this.wDone[this.wHead]) {
+      const end = this.wEnd[this.wHead]!;
+      assert(end > this.written, 'completed writes advance in file order');
+      this.written = end;
+      this.wHead++;
+    }
+    if (this.wHead === this.wTok.length) {
+      this.wHead = 0;
+      this.wTok.length = 0; this.wEnd.length = 0; this.wLen.length = 0; this.wDone.length = 0;
+    } else if (this.wHead > 1024 && this.wHead * 2 > this.wTok.length) {
+      this.wTok.splice(0, this.wHead); this.wEnd.splice(0, this.wHead); this.wLen.splice(0, this.wHead); this.wDone.splice(0, this.wHead);
+      this.wHead = 0;
+    }
+  }
+}
+
+function requirePath(path: unknown): asserts path is string {
+  if (typeof path !== 'string' || path.length === 0) throw new PerCoreWalError('INVALID_ARGUMENT', 'path must be a non-empty string');
+}
