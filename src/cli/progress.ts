@@ -1,0 +1,59 @@
+import cliProgress from 'cli-progress';
+import { formatBytes } from './format.js';
+
+/** Options every long-running command takes. */
+export interface ProgressFlags {
+  json?: boolean;
+  /** commander sets false for --no-progress. */
+  progress?: boolean;
+}
+
+/**
+ * A bar is for a person watching: never in JSON output, never when stdout is piped or
+ * redirected (a log file full of redraws helps nobody), and it draws on stderr so that
+ * stdout stays exactly the command's output.
+ */
+export function progressWanted(flags: ProgressFlags): boolean {
+  return flags.json !== true && flags.progress !== false && process.stdout.isTTY === true && process.stderr.isTTY === true;
+}
+
+export interface ByteProgress {
+  /** Bytes done so far, out of the total given at creation. */
+  update(done: number): void;
+  /**
+   * Erases the bar's line so that other output written to the same terminal starts on a
+   * clean line; the bar draws itself again at its next change.
+   */
+  clearLine(): void;
+  /** Removes the bar; idempotent. */
+  stop(): void;
+}
+
+const NONE: ByteProgress = { update() {}, clearLine() {}, stop() {} };
+
+/** A bytes-scanned bar, or a no-op when `enabled` is false. */
+export function byteProgress(label: string, total: number, enabled: boolean): ByteProgress {
+  if (!enabled) return NONE;
+  const bar = new cliProgress.SingleBar({
+    format: `${label} {bar} {percentage}% | {value} of {total} | {eta_formatted}`,
+    stream: process.stderr,
+    hideCursor: true,
+    clearOnComplete: true,
+    // Its timer cannot fire while a synchronous scan holds the event loop; what keeps the
+    // bar moving is synchronousUpdate (the default): update() redraws every 200 ms or so.
+    formatValue: (v, options, type) =>
+      type === 'value' || type === 'total' ? formatBytes(v) : cliProgress.Format.ValueFormat(v, options, type),
+  }, cliProgress.Presets.shades_classic);
+  bar.start(Math.max(total, 1), 0);
+  let stopped = false;
+  return {
+    update(done) { if (!stopped) bar.update(Math.min(done, total)); },
+    clearLine() { if (!stopped) process.stderr.write('\r\x1b[2K'); },
+    stop() {
+      if (stopped) return;
+      stopped = true;
+      bar.update(total);
+      bar.stop();
+    },
+  };
+}
