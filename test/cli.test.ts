@@ -1,9 +1,10 @@
 import assert from 'node:assert/strict';
 import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { describe, test } from 'node:test';
 import { CoreWalWriter, encodeRecord, PerCoreWalEntry, PerCoreWalReader, scanSegment } from '../src/index.js';
-import { corewal, corewalInTerminal, json } from './helpers/cli.js';
+import { CLI, corewal, corewalInTerminal, json } from './helpers/cli.js';
 import { tempDir } from './helpers/tmp.js';
 import { damagedWal, debrisWal, emptyWal, healthyWal, seg, tornWal } from './helpers/wal-dirs.js';
 
@@ -32,6 +33,13 @@ describe('usage and exit codes', () => {
       assert.ok(r.stdout.includes(option!), `${name} --help mentions ${option}`);
       if (name !== 'bench') assert.ok(r.stdout.includes('--json'), `${name} --help mentions --json`);
     }
+  });
+
+  test('package.json bin points at the compiled entry point, which starts with a node shebang', () => {
+    const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8'));
+    assert.equal(fileURLToPath(new URL(`../../${pkg.bin.corewal}`, import.meta.url)), CLI);
+    assert.equal(readFileSync(CLI, 'utf8').split('\n')[0], '#!/usr/bin/env node');
+    assert.match(pkg.scripts.prepare, /chmodSync\('dist\/src\/cli\/main\.js', 0o755\)/);
   });
 
   test('commander usage errors exit 2 with a message on stderr', () => {
