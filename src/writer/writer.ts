@@ -390,7 +390,7 @@ export class CoreWalWriter {
   }
 
   /** Records source offsets (e.g. Kafka partition offsets) and an optional watermark. */
-  appendCommit(offsets: Map<string, U64Like> | Record<string, U64Like>, watermark: U64Like | null = null): number {
+  appendCommit(offsets: ReadonlyMap<string, U64Like> | Record<string, U64Like>, watermark: U64Like | null = null): number {
     const op = commitOperation(offsets, watermark);
     return this.append(new PerCoreWalEntry(this.core, 0, 0, 0, 0, 0, 0, op));
   }
