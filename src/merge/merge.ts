@@ -247,7 +247,15 @@ export class WalMergeIterator implements IterableIterator<PerCoreWalEntry> {
   }
 }
 
-/** Every entry of `sources` in global order, as an array (see {@link WalMergeIterator}). */
+/**
+ * Every entry of `sources` in global order, as an array (see {@link WalMergeIterator}
+ * for the streaming form, whose memory does not grow with the WAL).
+ *
+ * @example
+ * ```ts
+ * const entries = mergeSegmentFiles([0, 1, 2, 3].map((coreId) => ({ coreId, path: `/data/wal/wal-${coreId}.log` })));
+ * ```
+ */
 export function mergeSegmentFiles(sources: readonly MergeSource[], options: MergeOptions = {}): PerCoreWalEntry[] {
   return WalMergeIterator.open(sources, options).toArray();
 }
