@@ -3,7 +3,7 @@ import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import {
-  PerCoreWalConfig, PerCoreWalError, PerCoreWalManager, PerCoreWalReader,
+  PerCoreWalConfig, PerCoreWalError, PerCoreWalManager, PerCoreWalReader, realFs,
 } from '../src/index.js';
 import { b, tempDir } from './helpers/tmp.js';
 
@@ -134,4 +134,16 @@ test('open: missing segment is SEGMENT_NOT_FOUND; sequences, epoch and timestamp
   assert.throws(() => PerCoreWalManager.open(cfg, { minSequences: [1] }), code('INVALID_ARGUMENT'));
   r.close();
   assert.equal(PerCoreWalReader.open(0, cfg.segmentPath(0)).readAll().length, 3);
+});
+
+test('create: every new directory and segment is made durable (fsync of each parent directory, through the injected fs)', () => {
+  const root = tempDir();
+  const synced: string[] = [];
+  const fs = { ...realFs, fsyncDir: (p: string) => { synced.push(p); realFs.fsyncDir(p); } };
+  const base = join(root, 'a', 'b');
+  const m = PerCoreWalManager.create(new PerCoreWalConfig(base, 2, { preallocate: 0, fs }));
+  m.close();
+  assert.ok(synced.includes(root), 'the new directory a is durable in root');
+  assert.ok(synced.includes(join(root, 'a')), 'the new directory b is durable in a');
+  assert.equal(synced.filter((p) => p === base).length >= 1, true, 'the segments are durable in b');
 });

@@ -102,9 +102,12 @@ export class PerCoreWalManager {
     const opts = checkOptions(cfg, options);
     const fs = cfg.fs;
     try {
-      if (!fs.existsSync(cfg.baseDir)) {
+      // Every directory made here must survive a crash: fsync the parent of each.
+      const missing: string[] = [];
+      for (let d = cfg.baseDir; !fs.existsSync(d) && dirname(d) !== d; d = dirname(d)) missing.push(d);
+      if (missing.length > 0) {
         fs.mkdirSync(cfg.baseDir, { recursive: true });
-        fs.fsyncDir(dirname(cfg.baseDir));
+        for (const d of missing) fs.fsyncDir(dirname(d));
       }
     } catch (e) {
       throw ioError('create directory', e, cfg.baseDir);
