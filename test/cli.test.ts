@@ -421,6 +421,18 @@ describe('bench', () => {
     assert.equal(corewal(['bench', '--smoke', '--filter', '^no-such-case$', '--out', none, '--no-save']).code, 0);
     assert.deepEqual(readdirSync(none), []);
   });
+
+  test('a real case runs: one line per case as npm run bench prints it, or its figures in JSON', () => {
+    const text = corewal(['bench', '--smoke', '--filter', 'append \\(no sync\\) 100 B', '--no-save']);
+    assert.equal(text.code, 0, text.stderr);
+    assert.match(text.stdout, /^append \(no sync\) \/ 100 B values: corewal=[\d.]+[kM]? records\/s, .*ratio corewal\/raw=[\d.]+ x$/m);
+    const r = corewal(['bench', '--smoke', '--filter', 'append \\(no sync\\) 100 B', '--no-save', '--json']);
+    const j = json(r);
+    assert.equal(j.results.length, 1);
+    assert.equal(j.results[0].group, 'append (no sync)');
+    const rate = j.results[0].metrics.find((m: any) => m.unit === 'records/s');
+    assert.ok(rate.median > 0 && rate.runs.length === 1);
+  });
 });
 
 describe('in a terminal', () => {

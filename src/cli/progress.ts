@@ -31,18 +31,19 @@ export interface ByteProgress {
 
 const NONE: ByteProgress = { update() {}, clearLine() {}, stop() {} };
 
-/** A bytes-scanned bar, or a no-op when `enabled` is false. */
-export function byteProgress(label: string, total: number, enabled: boolean): ByteProgress {
+/** A bytes-scanned bar (or, with `unit`, a count of things done), or a no-op when `enabled` is false. */
+export function byteProgress(label: string, total: number, enabled: boolean, unit: 'bytes' | string = 'bytes'): ByteProgress {
   if (!enabled) return NONE;
+  const bytes = unit === 'bytes';
   const bar = new cliProgress.SingleBar({
-    format: `${label} {bar} {percentage}% | {value} of {total} | {eta_formatted}`,
+    format: `${label} {bar} {percentage}% | {value} of {total}${bytes ? '' : ` ${unit}`} | {eta_formatted}`,
     stream: process.stderr,
     hideCursor: true,
     clearOnComplete: true,
     // Its timer cannot fire while a synchronous scan holds the event loop; what keeps the
     // bar moving is synchronousUpdate (the default): update() redraws every 200 ms or so.
     formatValue: (v, options, type) =>
-      type === 'value' || type === 'total' ? formatBytes(v) : cliProgress.Format.ValueFormat(v, options, type),
+      bytes && (type === 'value' || type === 'total') ? formatBytes(v) : cliProgress.Format.ValueFormat(v, options, type),
   }, cliProgress.Presets.shades_classic);
   bar.start(Math.max(total, 1), 0);
   let stopped = false;

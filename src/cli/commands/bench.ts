@@ -1,6 +1,7 @@
 import type { Command } from 'commander';
 import { CliError, EXIT_OK, setExitCode } from '../errors.js';
 import { parsePositive } from '../options.js';
+import { byteProgress, progressWanted } from '../progress.js';
 
 interface BenchFlags {
   filter?: string;
@@ -9,6 +10,7 @@ interface BenchFlags {
   json?: boolean;
   out?: string;
   save: boolean;
+  progress?: boolean;
 }
 
 export function registerBench(program: Command): void {
@@ -21,6 +23,7 @@ export function registerBench(program: Command): void {
     .option('--json', 'print the results as JSON instead of a line per case')
     .option('--out <dir>', 'write <date>.json and <date>.md there (default: bench/results of the repository)')
     .option('--no-save', 'do not write result files')
+    .option('--no-progress', 'never draw a progress bar (it is off anyway when stdout is not a terminal)')
     .action(async (flags: BenchFlags) => setExitCode(await runBenchCommand(flags)));
 }
 
@@ -41,9 +44,27 @@ async function runBenchCommand(flags: BenchFlags): Promise<number> {
     if ((e as { code?: string }).code !== 'ERR_MODULE_NOT_FOUND') throw e;
     throw new CliError('UNAVAILABLE', `the benchmark suite is not part of this installation (dist/bench is missing): run it from a clone of the repository`, { cause: e });
   }
-  await bench.runBench({
-    filter: flags.filter, seconds: flags.seconds, smoke: flags.smoke, json: flags.json,
-    out: flags.save ? flags.out : null,
-  });
+  let bar = byteProgress('bench', 0, false);
+  if (progressWanted(flags)) {
+    // Same selection as runBench makes, only to know how many cases the bar counts.
+    const re = flags.filter !== undefined ? new RegExp(flags.filter, 'i') : null;
+    const total = (await bench.loadCases()).filter((c) => re === null || re.test(`${c.group} ${c.name}`)).length;
+    bar = byteProgress('bench', total, total > 0, 'cases');
+  }
+  let done = 0;
+  try {
+    await bench.runBench({
+      filter: flags.filter, seconds: flags.seconds, smoke: flags.smoke, json: flags.json,
+      out: flags.save ? flags.out : null,
+      // runBench logs one line per finished case (and the JSON document at the end).
+      log: (line) => {
+        bar.clearLine();
+        process.stdout.write(line + '\n');
+        bar.update(++done);
+      },
+    });
+  } finally {
+    bar.stop();
+  }
   return EXIT_OK;
 }
