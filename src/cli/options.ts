@@ -13,8 +13,8 @@ export function withPattern(cmd: Command): Command {
   return cmd.option('--pattern <pattern>', 'segment file name, with {core_id} where the core id goes', DEFAULT_PATTERN);
 }
 
-export function withJson(cmd: Command, what: string): Command {
-  return cmd.option('--json', `print ${what} as JSON`);
+export function withJson(cmd: Command, description: string): Command {
+  return cmd.option('--json', description);
 }
 
 export function withProgress(cmd: Command): Command {

@@ -30,7 +30,7 @@ export function registerDump(program: Command): void {
     .option('--op <ops>', `only these operations (comma-separated: ${OPERATIONS.join(', ')})`, parseOpList)
     .option('--max-value <chars>', 'in text output, cut keys and values longer than this (0: never)', parseNonNegativeInt, 80);
   withPattern(cmd);
-  withJson(cmd, 'one JSON object per entry (NDJSON)');
+  withJson(cmd, 'print one JSON object per entry (NDJSON)');
   withProgress(cmd);
   cmd.addHelpText('after', `
 Segments are dumped one after the other, by core; within a segment entries are in write

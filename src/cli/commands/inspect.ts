@@ -16,7 +16,7 @@ export function registerInspect(program: Command): void {
     .description('show every segment of a WAL directory: entries, epoch and sequence ranges, valid end, torn bytes, tail state')
     .argument('<dir>', 'WAL directory');
   withPattern(cmd);
-  withJson(cmd, 'segments');
+  withJson(cmd, 'print the segments as one JSON document');
   withProgress(cmd);
   // HOOK(checkpoint): when CheckpointStore (src/checkpoint/store.ts, branch `checkpoint`)
   // is on main, add `--checkpoint-dir <dir>` here and list its checkpoints (id, epoch,

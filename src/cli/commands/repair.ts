@@ -38,7 +38,7 @@ export function registerRepair(program: Command): void {
     .option('-y, --yes', 'do not ask for confirmation (required when stdin is not a terminal)')
     .option('--dry-run', 'show what would be cut and change nothing');
   withPattern(cmd);
-  withJson(cmd, 'what was cut');
+  withJson(cmd, 'print what was (or would be) cut as one JSON document');
   withProgress(cmd);
   cmd.addHelpText('after', `
 Run it only while no writer has the WAL open. A segment whose bad bytes lie before data

@@ -33,7 +33,7 @@ export function registerVerify(program: Command): void {
     .argument('<dir>', 'WAL directory')
     .option('--allow-torn', 'accept torn tails and crash debris past the last synced byte (what recovery cuts anyway); fail only on damage');
   withPattern(cmd);
-  withJson(cmd, 'the report');
+  withJson(cmd, 'print the report as one JSON document');
   withProgress(cmd);
   // HOOK(checkpoint): when CheckpointStore is on main, add `--checkpoint-dir <dir>` and
   // validate each checkpoint there too (one Problem per invalid checkpoint file).
