@@ -78,6 +78,9 @@ describe('usage and exit codes', () => {
     assert.equal(corewal(['inspect', dir, '--pattern', 'x/{core_id}.log']).code, 2);
     assert.equal(corewal(['bench', '--filter', '(']).code, 2);
     assert.equal(corewal(['--version']).code, 0);
+    const help = corewal(['help', 'verify']);
+    assert.equal(help.code, 0);
+    assert.match(help.stdout, /Usage: corewal verify/);
   });
 });
 

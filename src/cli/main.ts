@@ -39,7 +39,9 @@ Run "corewal <command> --help" for a command's options.`);
 function exitCodeOf(e: unknown): number {
   if (e instanceof CommanderError) {
     // commander has already printed its message (or the help / version text).
-    return e.code === 'commander.helpDisplayed' || e.code === 'commander.version' ? EXIT_OK : EXIT_USAGE;
+    // `corewal help x` ends in 'commander.help' with exitCode 0; bare `corewal` in the same code with 1.
+    if (e.code === 'commander.helpDisplayed' || e.code === 'commander.version') return EXIT_OK;
+    return e.code === 'commander.help' && e.exitCode === 0 ? EXIT_OK : EXIT_USAGE;
   }
   if (e instanceof CliError) {
     process.stderr.write(`corewal: ${e.message}\n`);
