@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, test } from 'node:test';
 import { CoreWalWriter, encodeRecord, PerCoreWalEntry, PerCoreWalReader, scanSegment } from '../src/index.js';
-import { CLI, corewal, corewalInTerminal, json } from './helpers/cli.js';
+import { CLI, corewal, corewalInTerminal, corewalScreen, json } from './helpers/cli.js';
 import { tempDir } from './helpers/tmp.js';
 import { damagedWal, debrisWal, emptyWal, healthyWal, seg, tornWal } from './helpers/wal-dirs.js';
 
@@ -458,6 +458,23 @@ describe('in a terminal', () => {
     assert.doesNotMatch(ttyJson.stdout, BAR);
     assert.doesNotMatch(corewalInTerminal(['inspect', dir, '--no-progress'])!.stdout, BAR);
     assert.match(corewalInTerminal(['inspect', dir])!.stdout, BAR);
+  });
+
+  test('what a person sees: output that scrolls past the bar stays intact, the bar is gone at the end', async (t) => {
+    const dir = tempDir();
+    healthyWal(dir, 1, 40);
+    const r = await corewalScreen(['dump', dir], 12, 160);
+    if (r === null) return t.skip('tmux is not installed');
+    assert.equal(r.code, 0);
+    const lines = r.screen.split('\n');
+    // The last lines on screen are the last entries, in order, each whole: the bar, which
+    // was drawn below them as they scrolled, neither overwrote one nor stayed behind.
+    assert.deepEqual(lines.slice(-5).map((l) => / seq (\d+) /.exec(l)?.[1]), ['35', '36', '37', '38', '39']);
+    assert.doesNotMatch(r.screen, BAR);
+    const v = (await corewalScreen(['verify', dir], 12, 160))!;
+    assert.equal(v.code, 0);
+    assert.match(v.screen.split('\n').at(-1)!, /^OK: 1 segment, 40 valid entries/);
+    assert.doesNotMatch(v.screen, BAR);
   });
 
   test('repair asks on a terminal: "n" leaves the segment alone (exit 1), "y" cuts the torn tail', (t) => {

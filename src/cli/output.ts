@@ -8,8 +8,8 @@ export class LineWriter {
   private chunks: string[] = [];
   private size = 0;
 
-  /** `beforeWrite` runs before each chunk goes out (e.g. to erase a progress bar's line). */
-  constructor(private readonly beforeWrite: () => void = () => {}) {}
+  /** Each chunk is written inside `around` (e.g. a progress bar's interrupt). */
+  constructor(private readonly around: (write: () => void) => void = (write) => write()) {}
 
   line(s: string): void {
     this.chunks.push(s, '\n');
@@ -23,10 +23,10 @@ export class LineWriter {
 
   flush(): void {
     if (this.size === 0) return;
-    this.beforeWrite();
-    process.stdout.write(this.chunks.join(''));
+    const text = this.chunks.join('');
     this.chunks = [];
     this.size = 0;
+    this.around(() => process.stdout.write(text));
   }
 }
 

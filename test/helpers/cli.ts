@@ -43,3 +43,29 @@ export function corewalInTerminal(args: string[], input = ''): CliRun | null {
   if (r.error) throw r.error;
   return { code: r.status ?? -1, stdout: r.stdout, stderr: r.stderr };
 }
+
+/**
+ * Runs `corewal …` in a detached tmux pane of `rows` x `cols` and returns the screen as a
+ * person would see it once the command has exited (what a terminal made of the escape
+ * sequences, not the raw bytes). `null` if tmux is not installed.
+ */
+export async function corewalScreen(args: string[], rows = 20, cols = 160): Promise<{ code: number; screen: string } | null> {
+  if (spawnSync('tmux', ['-V']).error) return null;
+  const socket = `corewal-test-${process.pid}-${Math.random().toString(36).slice(2)}`;
+  const tmux = (...a: string[]) => spawnSync('tmux', ['-L', socket, ...a], { encoding: 'utf8' });
+  const cmd = `${[process.execPath, CLI, ...args].map(shellQuote).join(' ')}; echo "__EXIT=$?"; sleep 60`;
+  const started = tmux('new-session', '-d', '-s', 'cw', '-x', String(cols), '-y', String(rows), cmd);
+  if (started.status !== 0) throw new Error(`tmux failed: ${started.stderr}`);
+  try {
+    const deadline = Date.now() + 30_000;
+    while (Date.now() < deadline) {
+      const screen = tmux('capture-pane', '-p', '-t', 'cw').stdout;
+      const m = /__EXIT=(\d+)/.exec(screen);
+      if (m !== null) return { code: Number(m[1]), screen: screen.slice(0, m.index).trimEnd() };
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    throw new Error(`corewal ${args.join(' ')} did not finish in tmux within 30 s`);
+  } finally {
+    tmux('kill-server');
+  }
+}

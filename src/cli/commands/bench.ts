@@ -58,8 +58,7 @@ async function runBenchCommand(flags: BenchFlags): Promise<number> {
       out: flags.save ? flags.out : null,
       // runBench logs one line per finished case (and the JSON document at the end).
       log: (line) => {
-        bar.clearLine();
-        process.stdout.write(line + '\n');
+        bar.interrupt(() => process.stdout.write(line + '\n'));
         bar.update(++done);
       },
     });

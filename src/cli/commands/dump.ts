@@ -51,10 +51,10 @@ export function runDump(target: string, flags: DumpFlags): number {
   const keep = (e: PerCoreWalEntry): boolean =>
     (ops === null || ops.has(e.operation.type)) && (from === undefined || e.epoch >= from) && (to === undefined || e.epoch <= to);
   const total = segments.reduce((s, r) => s + r.size, 0);
-  // The bar shares the terminal with the dump itself only when stdout is a terminal, where
-  // a person is reading; it redraws on stderr below the lines written so far.
+  // With stdout on a terminal the bar shares it with the dump: it stays below the lines
+  // written so far (see ByteProgress.interrupt).
   const bar = byteProgress('dump', total, progressWanted(flags) && segments.length > 0);
-  const out = new LineWriter(() => bar.clearLine());
+  const out = new LineWriter((write) => bar.interrupt(write));
   let failed = false;
   try {
     scanAll(segments, bar, {
@@ -68,12 +68,10 @@ export function runDump(target: string, flags: DumpFlags): number {
         if (scan.bad === null) return;
         failed = true;
         const message = `dump of ${basename(ref.path)} stopped: ${badMessage(scan)}`;
-        bar.clearLine();
-        if (flags.json) {
-          warn(JSON.stringify({ error: badCode(scan), file: basename(ref.path), path: ref.path, position: scan.bad.position, tail: scan.tail, message }));
-        } else {
-          warn(message);
-        }
+        const line = flags.json
+          ? JSON.stringify({ error: badCode(scan), file: basename(ref.path), path: ref.path, position: scan.bad.position, tail: scan.tail, message })
+          : message;
+        bar.interrupt(() => warn(line));
       },
     });
   } finally {
