@@ -3,7 +3,7 @@ import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, statSync,
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, test } from 'node:test';
-import { CoreWalWriter, encodeRecord, PerCoreWalEntry, PerCoreWalReader, scanSegment } from '../src/index.js';
+import { CoreWalWriter, encodeRecord, PerCoreWalEntry, scanSegment } from '../src/index.js';
 import { CLI, corewal, corewalInTerminal, corewalScreen, json } from './helpers/cli.js';
 import { tempDir } from './helpers/tmp.js';
 import { damagedWal, debrisWal, emptyWal, healthyWal, seg, tornWal } from './helpers/wal-dirs.js';
