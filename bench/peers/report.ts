@@ -19,7 +19,7 @@ export function peersMarkdown(doc: PeersDoc): string {
   for (const table of Object.keys(TITLES) as TableId[]) {
     const rows = doc.rows.filter((r) => r.table === table);
     if (rows.length === 0) continue;
-    out.push(`### ${TITLES[table]}: records/s`, '', matrix(rows, systems), '', `#### ${TITLES[table]}: details`, '', details(rows, table), '');
+    out.push(`### ${TITLES[table]}: records/s`, '', matrix(rows, systems), '', `#### ${TITLES[table]}: details${doc.repeat > 1 ? ` (median of ${doc.repeat} runs, range = min–max)` : ''}`, '', details(rows, table), '');
   }
   out.push('### How each system is run', '');
   for (const s of doc.systems) out.push(`- **${s.name}**: ${s.notes}.`);
@@ -49,13 +49,14 @@ function matrix(rows: PeerRow[], systems: string[]): string {
 
 function details(rows: PeerRow[], table: TableId): string {
   const latency = table !== 'read-back';
-  const head = ['workload', 'system', 'records/s', 'MiB/s'];
+  const head = ['workload', 'system', 'records/s', 'range', 'MiB/s'];
   if (latency) head.push('commits/s', 'commit p50', 'commit p99');
   head.push('vs lmdb-js', 'vs fs loop');
   const lines = [`| ${head.join(' | ')} |`, `|---|---|${head.slice(2).map(() => '---:').join('|')}|`];
   for (const w of workloads(rows)) {
     for (const [i, r] of rows.filter((x) => x.workload === w).entries()) {
-      const cells = [i === 0 ? w : '', r.system, rate(r.recordsPerSec), sig(r.mibPerSec)];
+      const range = r.runs.length > 1 ? `${rate(Math.min(...r.runs))}–${rate(Math.max(...r.runs))}` : '–';
+      const cells = [i === 0 ? w : '', r.system, rate(r.recordsPerSec), range, sig(r.mibPerSec)];
       if (latency) cells.push(rate(r.commitsPerSec), ms(r.p50Ms), ms(r.p99Ms));
       cells.push(ratio(r.vsLmdb), ratio(r.vsFs));
       lines.push(`| ${cells.join(' | ')} |`);

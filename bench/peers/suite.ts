@@ -12,7 +12,7 @@ import { durableWorkloads, nonDurableWorkloads, readBackWorkloads } from './work
 export interface PeersOptions {
   /** Seconds per measured figure (default 2; smoke 0.02). */
   seconds?: number;
-  /** Repetitions per figure, median reported (default 1). */
+  /** Repetitions per figure, each in a rotated system order; median reported (default 2; smoke 1). */
   repeat?: number;
   smoke?: boolean;
   /** Regular expression over 'table workload system'. */
@@ -70,7 +70,7 @@ export async function runPeers(opts: PeersOptions = {}): Promise<PeersDoc> {
   const smoke = opts.smoke ?? false;
   const seconds = opts.seconds ?? (smoke ? 0.02 : 2);
   const warm = smoke ? 0 : Math.min(0.3, seconds / 4);
-  const repeat = Math.max(1, opts.repeat ?? 1);
+  const repeat = Math.max(1, opts.repeat ?? (smoke ? 1 : 2));
   const log = opts.log ?? ((l: string) => process.stderr.write(l + '\n'));
   const systems = opts.systems ?? allSystems;
   const re = opts.filter ? new RegExp(opts.filter, 'i') : null;
