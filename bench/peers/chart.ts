@@ -26,7 +26,7 @@ function series(doc: PeersDoc, system: string, valueSize: number): { producers: 
  * polyline per system, 100 B values: a hand-written SVG, no dependency.
  */
 export function peersChart(doc: PeersDoc, valueSize = 100): string {
-  const systems = doc.systems.map((s) => s.name);
+  const systems = doc.systems.filter((s) => s.tables.includes('durable')).map((s) => s.name);
   const all = systems.map((s) => ({ name: s, pts: series(doc, s, valueSize) }));
   const values = all.flatMap((s) => s.pts.map((p) => p.rps));
   const lo = Math.floor(Math.log10(values.length ? Math.min(...values) : 1));

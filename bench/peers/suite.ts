@@ -6,8 +6,8 @@ import { machine } from './machine.js';
 import { fill, KEY_SIZE, run, settle, timeReadBack } from './measure.js';
 import { FS_LOOP, LMDB } from './names.js';
 import { systems as allSystems } from './systems/index.js';
-import type { PeerRow, PeersDoc, PeerSystem, Workload } from './types.js';
-import { durableWorkloads, nonDurableWorkloads, readBackWorkloads } from './workloads.js';
+import { MAIN_TABLES, type PeerRow, type PeersDoc, type PeerSystem, type Workload } from './types.js';
+import { durableWorkloads, lmdbFlushWorkloads, nonDurableWorkloads, readBackWorkloads } from './workloads.js';
 
 export interface PeersOptions {
   /** Seconds per measured figure (default 2; smoke 0.02). */
@@ -50,7 +50,7 @@ async function measureOnce(sys: PeerSystem, w: Workload, value: Buffer, seconds:
       if (r.records !== w.records) throw new Error(`${sys.name} read back ${r.records} of ${w.records} records`);
       return { recordsPerSec: r.records / r.secs, commitsPerSec: r.records / r.secs, p50Ms: null, p99Ms: null, records: r.records, secs: r.secs };
     }
-    const store = await sys.open(dir, w.table === 'durable');
+    const store = await sys.open(dir, w.table !== 'non-durable');
     // Warm-up on the same store, with keys of its own: JIT, file growth, the store's caches.
     if (warm > 0) await run(store, w, value, warm, 1 << 20);
     const m = await run(store, w, value, seconds, 1);
@@ -74,11 +74,11 @@ export async function runPeers(opts: PeersOptions = {}): Promise<PeersDoc> {
   const log = opts.log ?? ((l: string) => process.stderr.write(l + '\n'));
   const systems = opts.systems ?? allSystems;
   const re = opts.filter ? new RegExp(opts.filter, 'i') : null;
-  const workloads = [...durableWorkloads(), ...nonDurableWorkloads(), ...readBackWorkloads(smoke)];
+  const workloads = [...durableWorkloads(), ...nonDurableWorkloads(), ...readBackWorkloads(smoke), ...lmdbFlushWorkloads()];
   const rows: PeerRow[] = [];
   for (const [wi, w] of workloads.entries()) {
     const value = randomBytes(w.valueSize);
-    const chosen = systems.filter((s) => !re || re.test(`${w.table} ${w.label} ${s.name}`));
+    const chosen = systems.filter((s) => (s.tables ?? MAIN_TABLES).includes(w.table) && (!re || re.test(`${w.table} ${w.label} ${s.name}`)));
     if (chosen.length === 0) continue;
     const samples = new Map<string, Sample[]>(chosen.map((s) => [s.name, []]));
     for (let rep = 0; rep < repeat; rep++) {
@@ -102,7 +102,7 @@ export async function runPeers(opts: PeersOptions = {}): Promise<PeersDoc> {
   return {
     date: new Date().toISOString(), machine: machine(), command: opts.command ?? 'npm run bench:peers',
     seconds, repeat, smoke, filter: opts.filter ?? null,
-    systems: systems.map((s) => ({ name: s.name, notes: s.notes })), rows,
+    systems: systems.map((s) => ({ name: s.name, notes: s.notes, tables: [...(s.tables ?? MAIN_TABLES)] })), rows,
   };
 }
 

@@ -1,5 +1,9 @@
-/** The tables of the peers bench. */
-export type TableId = 'durable' | 'non-durable' | 'read-back';
+/**
+ * The tables of the peers bench. 'lmdb-flush' is an aside: lmdb-js awaiting its flush
+ * against awaiting only the put promise, which resolves before the data is on disk.
+ */
+export type TableId = 'durable' | 'non-durable' | 'read-back' | 'lmdb-flush';
+export const MAIN_TABLES: readonly TableId[] = ['durable', 'non-durable', 'read-back'];
 
 /**
  * One workload: records per commit from a single producer, or many concurrent producers
@@ -27,7 +31,7 @@ export interface Store {
    */
   commit(keys: readonly Buffer[], value: Buffer): Promise<void> | void;
   /** One record from one of many concurrent producers; settles when it is durable. */
-  put(key: Buffer, value: Buffer): Promise<void> | void;
+  put(key: Buffer, value: Buffer): Promise<unknown> | void;
   close(): Promise<void> | void;
 }
 
@@ -42,6 +46,8 @@ export interface PeerSystem {
   name: string;
   /** How the system is configured and what its durable commit waits for (for the report). */
   notes: string;
+  /** Tables the system runs in (default {@link MAIN_TABLES}). */
+  tables?: readonly TableId[];
   open(dir: string, durable: boolean): Promise<Store> | Store;
   /** Opens what `open(dir, true)` wrote (and closed) and reads every record. */
   readBack(dir: string): Promise<ReadBack> | ReadBack;
@@ -82,6 +88,6 @@ export interface PeersDoc {
   repeat: number;
   smoke: boolean;
   filter: string | null;
-  systems: { name: string; notes: string }[];
+  systems: { name: string; notes: string; tables: TableId[] }[];
   rows: PeerRow[];
 }

@@ -34,6 +34,13 @@ export function nonDurableWorkloads(): Workload[] {
   return out;
 }
 
+/** lmdb-js's two ways of awaiting a write, with many producers (see {@link TableId}). */
+export function lmdbFlushWorkloads(): Workload[] {
+  return [64, 256].map((p) => ({
+    table: 'lmdb-flush', id: `lmdb-flush/100/x${p}`, valueSize: 100, perCommit: 1, producers: p, label: `${p} producers, 100 B`,
+  }));
+}
+
 /** Write N records durably (untimed), close, then time opening and reading all of them back. */
 export function readBackWorkloads(smoke: boolean): Workload[] {
   return SIZES.map((v) => {
