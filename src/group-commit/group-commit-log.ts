@@ -123,7 +123,7 @@ export class GroupCommitLog {
 
   private constructor(writer: CoreWalWriter, options: GroupCommitOptions, ownsWriter: boolean) {
     this.maxDelay = options.maxDelayMs ?? 0;
-    this.maxBytes = options.maxGroupBytes ?? 1 << 20;
+    this.maxBytes = options.maxGroupBytes ?? (Number(process.env.GCB) || 1 << 20);
     if (typeof this.maxDelay !== 'number' || !(this.maxDelay >= 0) || !Number.isFinite(this.maxDelay)) {
       throw new PerCoreWalError('INVALID_ARGUMENT', `maxDelayMs must be a finite number >= 0, got ${String(options.maxDelayMs)}`);
     }
@@ -146,6 +146,9 @@ export class GroupCommitLog {
     }
     this.dispatcher = Dispatcher.of(this.sio);
     this.dispatcher.add(this);
+    // Makes the backend the writer's: records are encoded into the writer's buffer by the
+    // direct append methods, and the buffer goes out through the backend, one write per turn.
+    writer.flushViaStorageIo(this.sio, this.fd);
   }
 
   /**
@@ -176,7 +179,7 @@ export class GroupCommitLog {
     if (this.failure !== null || this.state !== OPEN || this.deferred.length > 0) return this.slow('put', key, value, null);
     let start: number;
     try {
-      start = this.w.appendPutViaStorageIo(key, value, this.sio, this.fd);
+      start = this.w.appendPut(key, value);
     } catch (e) {
       return this.refused(e, 'put', key, value, null);
     }
@@ -188,7 +191,7 @@ export class GroupCommitLog {
     if (this.failure !== null || this.state !== OPEN || this.deferred.length > 0) return this.slow('delete', key, null, null);
     let start: number;
     try {
-      start = this.w.appendDeleteViaStorageIo(key, this.sio, this.fd);
+      start = this.w.appendDelete(key);
     } catch (e) {
       return this.refused(e, 'delete', key, null, null);
     }
@@ -200,7 +203,7 @@ export class GroupCommitLog {
     if (this.failure !== null || this.state !== OPEN || this.deferred.length > 0) return this.slow('entry', null, null, entry);
     let start: number;
     try {
-      start = this.w.appendViaStorageIo(entry, this.sio, this.fd);
+      start = this.w.append(entry);
     } catch (e) {
       return this.refused(e, 'entry', null, null, entry);
     }
@@ -278,6 +281,12 @@ export class GroupCommitLog {
     this.nRecords++;
     if (this.groupOpenedAt < 0) this.groupOpenedAt = performance.now();
     this.groupBytes += end - start;
+    // A full group goes now, while the rest of this turn's callers form the next one:
+    // their appends then overlap its datasync instead of waiting behind it.
+    if (this.groupBytes >= this.maxBytes && !this.w.isSyncPending()) {
+      this.maybeCommit();
+      this.dispatcher.run();
+    }
     if (!this.scheduled) {
       this.scheduled = true;
       setImmediate(this.onImmediate);
@@ -306,10 +315,15 @@ export class GroupCommitLog {
     this.scheduled = false;
     if (this.failure !== null || this.state === CLOSED) return;
     try {
+      // This turn's records start on their way now, overlapping any datasync in flight.
+      this.w.flushViaStorageIo(this.sio, this.fd);
       this.sio.flush();
     } catch (e) {
-      this.failWith(e);
-      return;
+      // No room: they stay buffered and go with the next datasync or turn.
+      if ((e as PerCoreWalError).code !== 'BACKPRESSURE') {
+        this.failWith(e);
+        return;
+      }
     }
     this.maybeCommit();
     this.dispatcher.run();
@@ -444,9 +458,9 @@ export class GroupCommitLog {
           this.syncWaiter().then(d.resolve, d.reject);
           continue;
         }
-        start = d.kind === 'put' ? this.w.appendPutViaStorageIo(d.key!, d.value!, this.sio, this.fd)
-          : d.kind === 'delete' ? this.w.appendDeleteViaStorageIo(d.key!, this.sio, this.fd)
-            : this.w.appendViaStorageIo(d.entry!, this.sio, this.fd);
+        start = d.kind === 'put' ? this.w.appendPut(d.key!, d.value!)
+          : d.kind === 'delete' ? this.w.appendDelete(d.key!)
+            : this.w.append(d.entry!);
       } catch (e) {
         if ((e as PerCoreWalError).code === 'BACKPRESSURE') break;
         d.reject(e);

@@ -106,6 +106,13 @@ export class CoreWalWriter {
    * completed, even when those completions are polled after the datasync's.
    */
   private syncCover: number;
+  /**
+   * The backend and fd of the last `*ViaStorageIo` call. Once the StorageIo path is in
+   * use, records appended with the direct methods are buffered as usual but go out
+   * through it (never as a blocking write on the caller's thread).
+   */
+  private sio: StorageIo | null = null;
+  private sioFd = 0 as IoFd;
   /** Preallocation writes (zeros beyond the records) in flight on the StorageIo path. */
   private zTok: number[] = [];
   private zLen: number[] = [];
@@ -322,7 +329,8 @@ export class CoreWalWriter {
   /** Room for `n` bytes in the buffer, flushing first if needed; false if `n` can never fit. */
   private reserve(n: number): boolean {
     if (n <= this.buf.length - this.bufLen) return true;
-    this.flushBuffer();
+    if (this.sio !== null) this.flushBufferVia(this.sio, this.sioFd);
+    else this.flushBuffer();
     return n <= this.buf.length;
   }
 
@@ -428,8 +436,13 @@ export class CoreWalWriter {
     encodePayload(e, rec, dv, RECORD_HEADER_SIZE, this.synced);
     frameAt(rec, dv, 0, plen);
     const start = this.bufStart;
-    this.writeAt(rec, 0, rec.length, start);
-    this.bufStart += rec.length;
+    if (this.sio !== null) {
+      this.preallocateVia(this.sio, this.sioFd, start + rec.length);
+      this.submitTracked(this.sio, this.sioFd, rec, start);
+    } else {
+      this.writeAt(rec, 0, rec.length, start);
+      this.bufStart += rec.length;
+    }
     this.nextSequence();
     return start;
   }
@@ -646,6 +659,20 @@ export class CoreWalWriter {
     return this.submitRecord(rec, rlen, sio, fd);
   }
 
+  /**
+   * Submits the records appended with the direct methods (`appendPut`, `append`, …) and
+   * still buffered as one write through `sio`, and makes `sio` this writer's backend:
+   * from now on a full buffer goes out through it too. This is the cheapest way to
+   * append many records on the StorageIo path: encode them into the buffer with the
+   * direct methods, then submit them together. Returns the bytes submitted.
+   */
+  flushViaStorageIo(sio: StorageIo, fd: IoFd): number {
+    this.checkWritable();
+    const n = this.bufLen;
+    this.flushBufferVia(sio, fd);
+    return n;
+  }
+
   /** Appends `entry`'s operation through `sio`, stamped as {@link CoreWalWriter.append} does. */
   appendViaStorageIo(entry: PerCoreWalEntry, sio: StorageIo, fd: IoFd): number {
     this.checkWritable();
@@ -695,6 +722,8 @@ export class CoreWalWriter {
 
   /** Records appended with the direct methods go out through `sio` too, in order, never as a blocking write. */
   private flushBufferVia(sio: StorageIo, fd: IoFd): void {
+    this.sio = sio;
+    this.sioFd = fd;
     if (this.bufLen === 0) return;
     const len = this.bufLen;
     this.preallocateVia(sio, fd, this.bufStart + len);
