@@ -826,14 +826,15 @@ export class CoreWalWriter {
   checkCompletions(completions: readonly IoCompletion[]): boolean {
     let syncCompleted = false;
     let failure: PerCoreWalError | null = null;
+    const wasPoisoned = this.poison !== null;
     for (let i = 0; i < completions.length; i++) {
       const c = completions[i]!;
       if (c.token === this.syncTok) {
         this.syncTok = -1;
         syncCompleted = true;
         if (c.result < 0) {
-          failure ??= this.fail(new PerCoreWalError('IO', `datasync failed on ${this.segPath} (core ${this.core}): errno ${-c.result}`,
-            { coreId: this.core, path: this.segPath, position: this.syncBoundary, errno: -c.result }));
+          failure = this.worse(failure, new PerCoreWalError('IO', `datasync failed on ${this.segPath} (core ${this.core}): errno ${-c.result}`,
+            { coreId: this.core, path: this.segPath, position: this.syncBoundary, errno: -c.result }), wasPoisoned);
           continue;
         }
         if (this.syncBoundary > this.syncCover) this.syncCover = this.syncBoundary;
@@ -843,17 +844,14 @@ export class CoreWalWriter {
       const idx = this.findWrite(c.token);
       if (idx >= 0) {
         this.wDone[idx] = true;
-        if (c.result !== this.wLen[idx]) {
-          failure ??= this.writeFailed(c.result, this.wEnd[idx]! - this.wLen[idx]!, this.wLen[idx]!);
-          continue;
-        }
+        if (c.result !== this.wLen[idx]) failure = this.worse(failure, this.writeFailed(c.result, this.wEnd[idx]! - this.wLen[idx]!, this.wLen[idx]!), wasPoisoned);
         this.advanceWritten();
         continue;
       }
       if (this.zTok.length > 0) {
         const z = this.zTok.indexOf(c.token);
         if (z < 0) continue;
-        if (c.result !== this.zLen[z]) failure ??= this.writeFailed(c.result, this.zAt[z]!, this.zLen[z]!);
+        if (c.result !== this.zLen[z]) failure = this.worse(failure, this.writeFailed(c.result, this.zAt[z]!, this.zLen[z]!), wasPoisoned);
         this.zTok.splice(z, 1); this.zLen.splice(z, 1); this.zAt.splice(z, 1);
       }
     }
@@ -863,8 +861,19 @@ export class CoreWalWriter {
 
   private writeFailed(result: number, at: number, len: number): PerCoreWalError {
     const what = result < 0 ? `errno ${-result}` : `short write of ${result} of ${len} bytes`;
-    return this.fail(new PerCoreWalError('IO', `write failed on ${this.segPath} (core ${this.core}) at byte ${at}: ${what}`,
-      { coreId: this.core, path: this.segPath, position: at, errno: result < 0 ? -result : undefined }));
+    return new PerCoreWalError('IO', `write failed on ${this.segPath} (core ${this.core}) at byte ${at}: ${what}`,
+      { coreId: this.core, path: this.segPath, position: at, errno: result < 0 ? -result : undefined });
+  }
+
+  /**
+   * Poisons at once (so no later completion of the batch moves `written`), keeping as the
+   * reported failure the one earliest in the file: later ones (e.g. writes a backend
+   * cancelled after the failure) are its consequences, whatever order they were polled in.
+   */
+  private worse(current: PerCoreWalError | null, err: PerCoreWalError, wasPoisoned: boolean): PerCoreWalError {
+    const pick = current === null || err.position! < current.position! ? err : current;
+    if (!wasPoisoned) this.poison = pick;
+    return pick;
   }
 
   private findWrite(token: number): number {
@@ -880,11 +889,14 @@ export class CoreWalWriter {
   }
 
   private advanceWritten(): void {
-    if (this.poison !== null) return;
+    // Completed writes leave the FIFO even after a failure (so that nothing stays "in
+    // flight" forever), but `written` never passes the failed one.
     while (this.wHead < this.wTok.length && this.wDone[this.wHead]) {
-      const end = this.wEnd[this.wHead]!;
-      assert(end > this.written, 'completed writes advance in file order');
-      this.written = end;
+      if (this.poison === null) {
+        const end = this.wEnd[this.wHead]!;
+        assert(end > this.written, 'completed writes advance in file order');
+        this.written = end;
+      }
       this.wHead++;
     }
     if (this.wHead === this.wTok.length) {
