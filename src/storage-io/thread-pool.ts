@@ -304,6 +304,15 @@ export class ThreadPoolStorageIo implements StorageIo {
 
   private newSlab(size: number, pooled: boolean): Slab {
     if (this.slabBytes + size > this.maxBuffered) {
+      // Idle slabs are memory too: give them up before refusing.
+      while (this.freeSlabs.length > 0) this.slabBytes -= this.freeSlabs.pop()!.buf.length;
+      const cur = this.cur;
+      if (cur !== null && cur.refs === 0 && this.slabBytes + size > this.maxBuffered) {
+        this.cur = null;
+        this.slabBytes -= cur.buf.length;
+      }
+    }
+    if (this.slabBytes + size > this.maxBuffered) {
       throw new StorageIoError('BUFFER_EXHAUSTED',
         `ThreadPoolStorageIo holds ${this.slabBytes} bytes of unwritten data; ${size} more would exceed maxBufferedBytes ${this.maxBuffered}`);
     }

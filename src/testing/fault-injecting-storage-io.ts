@@ -119,7 +119,11 @@ export class FaultInjectingStorageIo implements StorageIo {
   private readonly innerToOuter = new Map<number, number>();
   private readonly meta = new Map<number, OpMeta>();
   private readonly fds = new Set<IoFd>();
-  private readonly failedFds = new Set<IoFd>();
+  /**
+   * Fds with an injected failure. Until the failing operation's own completion has been
+   * routed (`root` set), cancellations wait behind it, as a real backend would produce them.
+   */
+  private readonly failedFds = new Map<IoFd, { root: number; waiting: IoCompletion[] }>();
   private ready: IoCompletion[] = [];
   private scratch: IoCompletion[] = [];
   private nextToken = 1;
@@ -214,7 +218,9 @@ export class FaultInjectingStorageIo implements StorageIo {
     this.rules.length = 0;
     for (const d of this.delays) d.active = false;
     this.delays.length = 0;
+    const waiting = [...this.failedFds.values()].flatMap((f) => f.waiting);
     this.failedFds.clear();
+    for (const c of waiting) this.route(c);
   }
 
   // ---- StorageIo ---------------------------------------------------------------------
@@ -313,10 +319,11 @@ export class FaultInjectingStorageIo implements StorageIo {
     if (fault !== null) {
       // A short write: only the first bytes reach the file, and the completion says so.
       const n = Math.min(fault.bytes, data.length);
-      this.markFailed(fd);
       const part = data.subarray(0, n);
       const inner = op === 'append' ? this.inner.submitAppend(fd, part) : this.inner.submitWrite(fd, part, offset);
-      return this.passed(inner, op, fd, offset, data.length, 'short');
+      const token = this.passed(inner, op, fd, offset, data.length, 'short');
+      this.markFailed(fd, token);
+      return token;
     }
     const inner = op === 'append' ? this.inner.submitAppend(fd, data) : this.inner.submitWrite(fd, data, offset);
     return this.passed(inner, op, fd, offset, data.length, 'none');
@@ -356,8 +363,17 @@ export class FaultInjectingStorageIo implements StorageIo {
     const cancelled = fault === CANCEL;
     this.log.push({ token, op, fd, offset, length, fault: cancelled ? 'cancelled' : 'errno' });
     this.meta.set(token, { op, fd });
-    if (!cancelled) this.markFailed(fd);
-    this.route({ token, result: -(fault as ErrnoRule).errno });
+    const c = { token, result: -(fault as ErrnoRule).errno };
+    if (cancelled) {
+      const f = this.failedFds.get(fd);
+      if (f !== undefined && f.root !== 0) {
+        f.waiting.push(c);
+        return token;
+      }
+    } else {
+      this.markFailed(fd, 0);
+    }
+    this.route(c);
     return token;
   }
 
@@ -370,8 +386,9 @@ export class FaultInjectingStorageIo implements StorageIo {
     return token;
   }
 
-  private markFailed(fd: IoFd): void {
-    if (this.afterFailure !== 'continue') this.failedFds.add(fd);
+  /** `root`: the token whose completion must be routed before cancellations (0: none pending). */
+  private markFailed(fd: IoFd, root: number): void {
+    if (this.afterFailure !== 'continue' && !this.failedFds.has(fd)) this.failedFds.set(fd, { root, waiting: [] });
   }
 
   /** Moves the inner backend's completions through holds and delays. */
@@ -392,6 +409,17 @@ export class FaultInjectingStorageIo implements StorageIo {
   private route(c: IoCompletion): void {
     const m = this.meta.get(c.token)!;
     this.meta.delete(c.token);
+    const f = this.failedFds.get(m.fd);
+    if (f !== undefined && f.root === c.token) {
+      f.root = 0;
+      this.deliver(c, m);
+      for (const w of f.waiting.splice(0)) this.route(w);
+      return;
+    }
+    this.deliver(c, m);
+  }
+
+  private deliver(c: IoCompletion, m: OpMeta): void {
     for (const h of this.holds) {
       if (this.matches(h, m.op, m.fd)) {
         h.fired++;
