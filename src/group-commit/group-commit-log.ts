@@ -21,7 +21,11 @@ export interface GroupCommitOptions {
    * in flight, new records form the next group, submitted the moment it completes.
    */
   maxDelayMs?: number;
-  /** A group waiting out `maxDelayMs` is submitted at once when it reaches this many bytes. Default 1 MiB. */
+  /**
+   * A group is submitted as soon as it holds this many bytes and no datasync is in flight,
+   * without waiting out `maxDelayMs` or the end of the turn; later records form the next
+   * group, their writes overlapping its datasync. Default 1 MiB.
+   */
   maxGroupBytes?: number;
 }
 
@@ -123,7 +127,7 @@ export class GroupCommitLog {
 
   private constructor(writer: CoreWalWriter, options: GroupCommitOptions, ownsWriter: boolean) {
     this.maxDelay = options.maxDelayMs ?? 0;
-    this.maxBytes = options.maxGroupBytes ?? (Number(process.env.GCB) || 1 << 20);
+    this.maxBytes = options.maxGroupBytes ?? 1 << 20;
     if (typeof this.maxDelay !== 'number' || !(this.maxDelay >= 0) || !Number.isFinite(this.maxDelay)) {
       throw new PerCoreWalError('INVALID_ARGUMENT', `maxDelayMs must be a finite number >= 0, got ${String(options.maxDelayMs)}`);
     }

@@ -113,6 +113,8 @@ export class CoreWalWriter {
    */
   private sio: StorageIo | null = null;
   private sioFd = 0 as IoFd;
+  /** The last view of `buf` handed to a backend (backends copy or write it before returning). */
+  private recView: Buffer | null = null;
   /** Preallocation writes (zeros beyond the records) in flight on the StorageIo path. */
   private zTok: number[] = [];
   private zLen: number[] = [];
@@ -698,7 +700,14 @@ export class CoreWalWriter {
   private submitRecord(rec: Buffer, rlen: number, sio: StorageIo, fd: IoFd): number {
     const start = this.bufStart;
     this.preallocateVia(sio, fd, start + rlen);
-    this.submitTracked(sio, fd, rec.subarray(0, rlen), start);
+    let view: Buffer;
+    if (rec === this.buf) {
+      // Records of one size repeat: reuse the view instead of building one per record.
+      view = this.recView !== null && this.recView.length === rlen ? this.recView : (this.recView = rec.subarray(0, rlen));
+    } else {
+      view = rec;
+    }
+    this.submitTracked(sio, fd, view, start);
     this.nextSequence();
     return start;
   }
