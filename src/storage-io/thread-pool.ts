@@ -289,9 +289,12 @@ export class ThreadPoolStorageIo implements StorageIo {
     } else {
       let cur = this.cur;
       if (cur === null || cur.used + n > cur.buf.length) {
-        const next = this.freeSlabs.pop() ?? this.newSlab(this.slabSize, true);
-        if (cur !== null && cur.refs === 0) this.releaseSlab(cur);
-        this.cur = cur = next;
+        if (cur !== null) {
+          // Retired: it returns to the pool once its last write completed (now, if none is left).
+          this.cur = null;
+          if (cur.refs === 0) this.releaseSlab(cur);
+        }
+        this.cur = cur = this.freeSlabs.pop() ?? this.newSlab(this.slabSize, true);
       }
       slab = cur;
     }
@@ -384,12 +387,9 @@ export class ThreadPoolStorageIo implements StorageIo {
     f.syncing++;
     this.fs.fdatasync(f.os, (err) => {
       f.syncing--;
-      let result = 0;
-      if (err !== null) {
-        result = negErrno(err);
-        this.failFd(f, -result);
-      }
+      const result = err === null ? 0 : negErrno(err);
       this.complete(token, result);
+      if (result < 0) this.failFd(f, -result);
       if (f.deregistered) this.maybeCloseOs(f);
       this.notify();
     });
@@ -520,6 +520,8 @@ export class ThreadPoolStorageIo implements StorageIo {
   private stage(token: number, result: number): void {
     this.cTok.push(token);
     this.cRes.push(result);
+    // Completions staged inside submit or flush (cancellations, empty writes) wake a waiter too.
+    if (this.wake !== null) this.notify();
   }
 
   private notify(): void {
