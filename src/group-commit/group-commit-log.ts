@@ -18,7 +18,8 @@ export interface GroupCommitOptions {
    * When the disk is idle, how long the first record of a group waits for company
    * before the group's datasync is submitted. Default 0: at the next turn of the event
    * loop, so every append made in the same turn shares the datasync. While a datasync is
-   * in flight, new records form the next group, submitted the moment it completes.
+   * in flight, new records form the next group, submitted the moment it completes (but
+   * not before `maxDelayMs` has passed since that group's first record).
    */
   maxDelayMs?: number;
   /**
@@ -85,7 +86,9 @@ interface Deferred {
  * `POISONED`. Records refused by the backend for lack of room wait in order and go out as
  * completions free it.
  *
- * Do not modify a key or value until its promise has settled (as with `fs.write`).
+ * Keys and values are encoded at once, except while the backend is full: then they wait
+ * by reference, so do not modify them until their promise settles (as with `fs.write`).
+ * `open` is synchronous (it creates or validates the segment); nothing after it blocks.
  *
  * @example
  * ```ts
