@@ -268,6 +268,7 @@ export class GroupCommitLog {
       else if (this.ownsFd) this.sio.deregisterFd(this.fd);
     } finally {
       if (this.ownsWriter) this.w.close();
+      else if (!this.ioOutstanding()) this.w.detachStorageIo();
     }
     if (err !== null) throw err;
   }

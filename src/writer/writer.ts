@@ -667,12 +667,29 @@ export class CoreWalWriter {
    * from now on a full buffer goes out through it too. This is the cheapest way to
    * append many records on the StorageIo path: encode them into the buffer with the
    * direct methods, then submit them together. Returns the bytes submitted.
+   *
+   * @example
+   * ```ts
+   * for (const [k, v] of batch) writer.appendPut(k, v);   // encoded, not yet submitted
+   * writer.flushViaStorageIo(sio, fd);                     // one write for all of them
+   * writer.syncViaStorageIo(sio, fd);
+   * ```
    */
   flushViaStorageIo(sio: StorageIo, fd: IoFd): number {
     this.checkWritable();
     const n = this.bufLen;
     this.flushBufferVia(sio, fd);
     return n;
+  }
+
+  /**
+   * Returns the writer to the direct path after `*ViaStorageIo` use (e.g. before its
+   * backend is closed): buffered records are again written by `flush`/`sync`. Fails with
+   * `SYNC_IN_FLIGHT` while StorageIo operations are in flight.
+   */
+  detachStorageIo(): void {
+    this.requireNoStorageIoInFlight('detachStorageIo');
+    this.sio = null;
   }
 
   /** Appends `entry`'s operation through `sio`, stamped as {@link CoreWalWriter.append} does. */
