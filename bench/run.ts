@@ -1,4 +1,4 @@
-import { mkdtempSync, mkdirSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, mkdirSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, tmpdir, totalmem } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
@@ -19,6 +19,8 @@ export interface RunOptions {
 /** Loads every case module in bench/cases. */
 export async function loadCases(): Promise<BenchCase[]> {
   const dir = join(here, 'cases');
+  // tsc emits no directory for an empty bench/cases: no directory means no cases yet.
+  if (!existsSync(dir)) return [];
   const files = readdirSync(dir).filter((f) => f.endsWith('.js')).sort();
   const out: BenchCase[] = [];
   for (const f of files) {
@@ -38,14 +40,15 @@ export async function runBench(opts: RunOptions = {}): Promise<CaseResult[]> {
   const results: CaseResult[] = [];
   for (const c of cases) {
     const repeat = smoke ? 1 : (c.repeat ?? 3);
-    const runs: Map<string, { unit: string; values: number[] }> = new Map();
+    const runs: Map<string, { name: string; unit: string; values: number[] }> = new Map();
     for (let i = 0; i < repeat; i++) {
       const dir = mkdtempSync(join(tmpdir(), 'corewal-bench-'));
       try {
         for (const m of await c.run({ seconds, smoke, dir })) {
-          const r = runs.get(m.name) ?? { unit: m.unit, values: [] };
+          const key = `${m.name}\u0000${m.unit}`;
+          const r = runs.get(key) ?? { name: m.name, unit: m.unit, values: [] };
           r.values.push(m.value);
-          runs.set(m.name, r);
+          runs.set(key, r);
         }
       } finally {
         rmSync(dir, { recursive: true, force: true });
@@ -53,8 +56,8 @@ export async function runBench(opts: RunOptions = {}): Promise<CaseResult[]> {
     }
     const res: CaseResult = {
       group: c.group, name: c.name,
-      metrics: [...runs].map(([name, r]) => ({
-        name, unit: r.unit, median: median(r.values), min: Math.min(...r.values), max: Math.max(...r.values), runs: r.values,
+      metrics: [...runs.values()].map((r) => ({
+        name: r.name, unit: r.unit, median: median(r.values), min: Math.min(...r.values), max: Math.max(...r.values), runs: r.values,
       })),
     };
     results.push(res);
