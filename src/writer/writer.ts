@@ -306,7 +306,8 @@ export class CoreWalWriter {
    * live segment (the merge) stop here.
    */
   completedPosition(): number {
-    return this.wHead < this.wTok.length ? this.written : this.bufStart;
+    // After a failure `written` stops at the failed write while the FIFO still drains.
+    return this.wHead < this.wTok.length || this.poison !== null ? this.written : this.bufStart;
   }
   /** The error that poisoned this writer, or null. */
   poisonedBy(): PerCoreWalError | null { return this.poison; }
