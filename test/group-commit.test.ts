@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 import { Worker } from 'node:worker_threads';
 import {
-  CoreWalWriter, GroupCommitLog, PerCoreWalEntry, PerCoreWalError, PerCoreWalReader, ThreadPoolStorageIo,
+  CoreWalWriter, GroupCommitLog, PerCoreWalEntry, PerCoreWalError, PerCoreWalReader, SyncStorageIo, ThreadPoolStorageIo,
 } from '../src/index.js';
 import { FaultInjectingStorageIo } from '../src/testing/index.js';
 import { b, tempDir } from './helpers/tmp.js';
@@ -216,4 +216,15 @@ test('works inside a worker thread', async () => {
   assert.equal(r.readAll().length, 500);
   r.close();
   assert.ok(fs.statSync(p).size > 0);
+});
+
+test('runs on SyncStorageIo too (blocking, but the same promises)', async () => {
+  const p = seg();
+  const log = GroupCommitLog.open(p, { storageIo: new SyncStorageIo() });
+  const positions = await Promise.all(Array.from({ length: 100 }, (_, i) => log.put(b(`k${i}`), b('v'))));
+  assert.equal(positions.length, 100);
+  assert.equal(log.syncedPosition(), log.position());
+  assert.equal(log.stats().groups, 1);
+  await log.close();
+  assert.equal(readAll(p).length, 100);
 });
