@@ -18,3 +18,8 @@ export type { SegmentScan, TailState, ScanOptions } from './reader/scan.js';
 export type { StorageIo, IoFd, IoCompletion } from './storage-io/types.js';
 export { realFs } from './io/fs.js';
 export type { WalFs } from './io/fs.js';
+export { CheckpointStore } from './checkpoint/store.js';
+export type { CheckpointStoreOptions, CreateCheckpointOptions, LoadedCheckpoint } from './checkpoint/store.js';
+export type { CheckpointMetadata } from './checkpoint/format.js';
+export { CHECKPOINT_VERSION } from './checkpoint/format.js';
+export type { StateView } from './checkpoint/state.js';
