@@ -30,3 +30,11 @@ export type { CheckpointStoreOptions, CreateCheckpointOptions, LoadedCheckpoint 
 export type { CheckpointMetadata } from './checkpoint/format.js';
 export { CHECKPOINT_VERSION } from './checkpoint/format.js';
 export type { StateView } from './checkpoint/state.js';
+export { PerCoreCheckpointCoordinator } from './checkpoint/coordinator.js';
+export type { PerCoreCheckpointMetadata } from './checkpoint/coordinator.js';
+export { PerCoreRecoveryManager, recoverPerCore } from './recovery/recovery.js';
+export type {
+  PerCoreRecoveredState, PerCoreRecoveryOptions, RecoveryProgress, StateChange, SegmentRecovery, SegmentStats, WalLayout,
+} from './recovery/recovery.js';
+export { RECOVERY_MODES } from './recovery/cursor.js';
+export type { RecoveryMode, SegmentEnd, BadRecord } from './recovery/cursor.js';

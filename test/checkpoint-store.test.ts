@@ -170,8 +170,19 @@ test('retention keeps the newest checkpoints and every parent they need', () => 
   // 5 is full: keeping 5 and 6 needs nothing older.
   assert.deepEqual(s.listCheckpoints().map((m) => m.id), [5n, 6n]);
   assert.equal(s.loadCheckpoint(6).state.size, 6);
+  const before6 = s.loadCheckpoint(6).state;
   s.cleanupOldCheckpoints(1);
-  assert.deepEqual(s.listCheckpoints().map((m) => m.id), [5n, 6n], 'the newest still needs its full parent');
+  const left = s.listCheckpoints();
+  assert.deepEqual(left.map((m) => m.id), [6n], 'explicit cleanup keeps exactly one');
+  assert.equal(left[0]!.isIncremental, false, 'checkpoint 6 was rewritten as a full snapshot, since its parent went');
+  assert.equal(left[0]!.parentId, null);
+  const after6 = s.loadCheckpoint(6).state;
+  assert.deepEqual([...after6.entries()], [...before6.entries()]);
+  // The store keeps building on the rewritten checkpoint.
+  s.put('k7', b('v'));
+  const m7 = s.createCheckpoint(7);
+  assert.equal(m7.parentId, 6n);
+  assert.equal(CheckpointStore.open({ checkpointDir: dir }).size, 7);
   assert.throws(() => s.cleanupOldCheckpoints(0), (e: unknown) => e instanceof PerCoreWalError && e.code === 'INVALID_ARGUMENT');
 });
 

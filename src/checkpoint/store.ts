@@ -217,17 +217,29 @@ export class CheckpointStore {
       isIncremental: incremental, parentId: incremental ? base!.id : null,
     };
     const path = join(this.dir, checkpointFileName(cid));
-    const written = this.writeFile(path, meta, incremental);
+    const written = this.writeFile(path, meta, incremental, (w) => {
+      const map = this.kv.map;
+      if (incremental) {
+        for (const k of this.kv.dirty) {
+          const v = map.get(k);
+          if (v === undefined) w.delete(k); else w.put(k, v);
+        }
+      } else {
+        for (const [k, v] of map) w.put(k, v);
+      }
+    });
     const full: CheckpointMetadata = { ...meta, sizeBytes: written.sizeBytes, changeCount: written.recordCount, checksum: written.bodyCrc, path };
     this.kv.clearDirty();
     this.base = full;
     this.depth = incremental ? this.depth + 1 : 0;
     this.fullNext = false;
-    if (this.maxRetained !== Infinity) this.cleanupOldCheckpoints(this.maxRetained);
+    if (this.maxRetained !== Infinity) this.retain(this.maxRetained, false);
     return full;
   }
 
-  private writeFile(path: string, meta: Parameters<typeof encodeMeta>[0], incremental: boolean): { sizeBytes: number; bodyCrc: number; recordCount: number } {
+  private writeFile(
+    path: string, meta: Parameters<typeof encodeMeta>[0], incremental: boolean, records: (w: CheckpointFileWriter) => void,
+  ): { sizeBytes: number; bodyCrc: number; recordCount: number } {
     const fs = this.fs;
     const tmp = path + TMP_SUFFIX;
     const flags = (incremental ? FLAG_INCREMENTAL : 0) | (meta.watermark !== null ? FLAG_WATERMARK : 0);
@@ -240,15 +252,7 @@ export class CheckpointStore {
     let result;
     try {
       const w = new CheckpointFileWriter(fs, fd, tmp, flags, encodeMeta(meta));
-      const map = this.kv.map;
-      if (incremental) {
-        for (const k of this.kv.dirty) {
-          const v = map.get(k);
-          if (v === undefined) w.delete(k); else w.put(k, v);
-        }
-      } else {
-        for (const [k, v] of map) w.put(k, v);
-      }
+      records(w);
       result = w.finish();
       try {
         fs.fsyncSync(fd);
@@ -301,11 +305,21 @@ export class CheckpointStore {
   }
 
   /**
-   * Keeps the newest `keep` checkpoints, every checkpoint they depend on and the one the
-   * state derives from; deletes the rest, including files that fail validation. Crash-safe
-   * in any order: nothing a kept checkpoint needs is ever deleted.
+   * Keeps exactly the newest `keep` checkpoints (and the one the state derives from) and
+   * deletes the rest, including files that fail validation. A kept incremental checkpoint
+   * whose parent goes is first rewritten as a full snapshot of the same state (under the
+   * same id, atomically), so no kept checkpoint ever loses what it needs; a crash at any
+   * step leaves every kept checkpoint loadable.
    */
   cleanupOldCheckpoints(keep: number): void {
+    this.retain(keep, true);
+  }
+
+  /**
+   * Retention. `exact`: rewrite kept checkpoints whose parents go; otherwise keep those
+   * parents too (what `maxRetained` does after each checkpoint: no rewriting).
+   */
+  private retain(keep: number, exact: boolean): void {
     if (!Number.isSafeInteger(keep) || keep < 1) throw new PerCoreWalError('INVALID_ARGUMENT', `keep must be a positive integer, got ${String(keep)}`);
     const files = listCheckpointFiles(this.dir, this.fs);
     const metas = new Map<bigint, CheckpointMetadata>();
@@ -313,19 +327,33 @@ export class CheckpointStore {
       try {
         metas.set(f.id, readCheckpointMeta(f.path, this.fs));
       } catch (e) {
-        if (!(e instanceof PerCoreWalError) || e.code !== 'CHECKPOINT_INVALID') throw e;
+        if (!(e instanceof PerCoreWalError) || (e.code !== 'CHECKPOINT_INVALID' && e.code !== 'CHECKPOINT_NOT_FOUND')) throw e;
       }
     }
-    const valid = [...metas.values()].sort((a, b) => (a.id > b.id ? -1 : a.id < b.id ? 1 : 0));
-    const needed = new Set<bigint>();
-    const retain = (id: bigint): void => {
-      for (let m = metas.get(id); m !== undefined && !needed.has(m.id); m = m.parentId === null ? undefined : metas.get(m.parentId)) needed.add(m.id);
-    };
-    for (const m of valid.slice(0, keep)) retain(m.id);
-    if (this.base !== null) retain(this.base.id);
+    const newest = [...metas.values()].sort((a, b) => (a.id > b.id ? -1 : a.id < b.id ? 1 : 0)).slice(0, keep);
+    if (this.base !== null && !newest.some((m) => m.id === this.base!.id)) newest.push(this.base);
+    const kept = new Set(newest.map((m) => m.id));
+    if (exact) {
+      // Oldest first: a rewritten checkpoint is then a present parent for the next one.
+      for (const m of newest.sort((a, b) => (a.id < b.id ? -1 : 1))) {
+        if (m.parentId === null || kept.has(m.parentId)) continue;
+        try {
+          this.rewriteFull(m);
+        } catch (e) {
+          if (!(e instanceof PerCoreWalError) || e.code !== 'CHECKPOINT_INVALID') throw e;
+          // Not loadable, so not rewritable: keep what it names, and let loading skip it.
+          this.warn(`kept the parents of checkpoint ${m.id}, which cannot be rewritten as a full one: ${e.message}`);
+          for (let p = metas.get(m.parentId); p !== undefined && !kept.has(p.id); p = p.parentId === null ? undefined : metas.get(p.parentId)) kept.add(p.id);
+        }
+      }
+    } else {
+      for (const m of newest) {
+        for (let p = m.parentId === null ? undefined : metas.get(m.parentId); p !== undefined && !kept.has(p.id); p = p.parentId === null ? undefined : metas.get(p.parentId)) kept.add(p.id);
+      }
+    }
     let removed = 0;
     for (const f of files) {
-      if (needed.has(f.id)) continue;
+      if (kept.has(f.id)) continue;
       try {
         this.fs.unlinkSync(f.path);
       } catch (e) {
@@ -335,6 +363,19 @@ export class CheckpointStore {
       removed++;
     }
     if (removed > 0) this.syncDir();
+  }
+
+  /** Replaces incremental checkpoint `m` by a full one holding the same state. */
+  private rewriteFull(m: CheckpointMetadata): void {
+    const resolved = resolveCheckpoint(this.dir, this.fs, m.id);
+    const meta = { ...m, isIncremental: false, parentId: null };
+    const written = this.writeFile(m.path, meta, false, (w) => {
+      for (const [k, v] of resolved.state.map) w.put(k, v);
+    });
+    if (this.base !== null && this.base.id === m.id) {
+      this.base = { ...meta, sizeBytes: written.sizeBytes, changeCount: written.recordCount, checksum: written.bodyCrc };
+      this.depth = 0;
+    }
   }
 
   /**

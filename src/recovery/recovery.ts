@@ -8,6 +8,7 @@ import { loadNewestValid, type ResolvedCheckpoint } from '../checkpoint/files.js
 import { KvState, mapKey, type StateView } from '../checkpoint/state.js';
 import { RECOVERY_MODES, SegmentCursor, type BadRecord, type RecoveryMode, type SegmentEnd } from './cursor.js';
 import { mergeCursors } from './merge.js';
+import { PerCoreWalConfig } from '../manager/config.js';
 
 /** What recovery needs to know about a WAL: where each core's segment is and how it was written. */
 export interface WalLayout {
@@ -444,4 +445,21 @@ export class PerCoreRecoveryManager {
       try { this.fs.closeSync(fd); } catch { /* the truncate's own outcome is what matters */ }
     }
   }
+}
+
+/**
+ * Recovers the WAL in `walDir` (default segment names) over the checkpoints in
+ * `checkpointDir`: {@link PerCoreRecoveryManager.recover} in one call.
+ *
+ * @example
+ * ```ts
+ * const r = recoverPerCore('/data/wal', '/data/checkpoints', 4);
+ * console.log(r.checkpointId, r.entriesReplayed, r.state.size);
+ * const wal = PerCoreWalManager.open(new PerCoreWalConfig('/data/wal', 4), { minEpoch: r.finalEpoch, minSequences: r.nextSequences });
+ * ```
+ */
+export function recoverPerCore(
+  walDir: string, checkpointDir: string, numCores: number, options: Omit<PerCoreRecoveryOptions, 'checkpointDir'> = {},
+): PerCoreRecoveredState {
+  return new PerCoreRecoveryManager(new PerCoreWalConfig(walDir, numCores, options.fs ? { fs: options.fs } : {}), { ...options, checkpointDir }).recover();
 }
