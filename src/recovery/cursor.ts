@@ -62,6 +62,8 @@ export class SegmentCursor {
   /** Valid entries read. */
   entries = 0;
   end: SegmentEnd = 'clean';
+  /** True once the segment has nothing more to hand out. */
+  done = false;
   /** The first bad record met, or null. */
   bad: BadRecord | null = null;
   /** `skipAnyCorrupted`: bytes and bad regions skipped. */
@@ -109,7 +111,7 @@ export class SegmentCursor {
   advance(): boolean {
     this.consumed = this.headEnd;
     const reader = this.reader;
-    if (reader === null) { this.head = null; return false; }
+    if (reader === null) { this.head = null; this.done = true; return false; }
     for (;;) {
       const at = reader.position();
       if (at >= this.stopAt) return this.finish('limit');
@@ -145,6 +147,7 @@ export class SegmentCursor {
   private finish(end: SegmentEnd): false {
     if (this.end === 'clean' || end !== 'clean') this.end = end;
     this.head = null;
+    this.done = true;
     return false;
   }
 

@@ -391,7 +391,7 @@ export class PerCoreRecoveryManager {
     const cb = this.onProgress;
     if (cb === undefined) return;
     let done = phase === 'replay' ? replay.bytesBefore : 0;
-    for (const c of replay.cursors) done += Math.max(0, (c.head === null ? Math.max(c.position(), c.fileLen) : c.position()) - c.start);
+    for (const c of replay.cursors) done += Math.max(0, (c.done ? Math.max(c.position(), c.fileLen) : c.position()) - c.start);
     cb({ phase, bytesDone: Math.min(done, replay.bytesTotal), bytesTotal: replay.bytesTotal });
   }
 
