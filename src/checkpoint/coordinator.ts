@@ -1,8 +1,10 @@
 import type { PerCoreWalEntry, U64Like } from '../entry/entry.js';
 import { PerCoreWalError } from '../errors/errors.js';
 import { PerCoreWalManager } from '../manager/manager.js';
-import { hi32, lo32, toU64 } from '../util/u64.js';
+import { assert } from '../util/assert.js';
+import { toU64 } from '../util/u64.js';
 import type { CheckpointMetadata } from './format.js';
+import { barrierCrcAt, BARRIER_RECORD_SIZE, replayStarts } from './resume.js';
 import { CheckpointStore } from './store.js';
 
 /** What one coordinated checkpoint did. */
@@ -21,11 +23,13 @@ export interface PerCoreCheckpointMetadata {
  * offsets and watermark (markers are ignored), write the checkpoint durably — with
  * epoch E, the per-core positions and next sequences — and only then reset the segments.
  *
- * Crash safety (SPEC invariant 7): every entry before the barriers has an epoch below E
- * and every entry after it E or more, so recovery replays exactly the entries of epoch
- * E and later on top of the checkpoint: a crash before the checkpoint is durable replays
- * from the previous one, a crash after it but before or while the segments are reset
- * skips the old entries still there, and none is applied twice.
+ * Crash safety (SPEC invariant 7): the checkpoint records, per core, the position just
+ * past its barrier and the barrier record's CRC. Recovery replays a segment from there if
+ * that barrier is still in place (the segment was not reset) and from its start if not
+ * (it was reset: all it holds came later). So a crash before the checkpoint is durable
+ * replays from the previous one, a crash after it but before or while the segments are
+ * reset skips the entries still there that the checkpoint holds, and no entry is applied
+ * twice — whatever epoch or sequence a restarted writer resumed at.
  *
  * @example
  * ```ts
@@ -49,29 +53,18 @@ export class PerCoreCheckpointCoordinator {
   /**
    * Ties a WAL to a checkpoint store. If the store's latest checkpoint is ahead of the
    * WAL (its segments were reset and the WAL was opened without `minEpoch` /
-   * `minSequences`), the writers are moved up to the checkpoint's epoch and sequences so
-   * that new entries replay after it. Entries already written below that epoch would be
-   * taken for part of the checkpoint: that fails with `EPOCH_MISMATCH`.
+   * `minSequences`), the writers are moved up to the checkpoint's epoch and sequences, so
+   * that epochs and sequences keep increasing across the checkpoint.
    */
   static create(walManager: PerCoreWalManager, store: CheckpointStore): PerCoreCheckpointCoordinator {
     if (!(walManager instanceof PerCoreWalManager)) throw new PerCoreWalError('INVALID_ARGUMENT', 'walManager must be a PerCoreWalManager');
     if (!(store instanceof CheckpointStore)) throw new PerCoreWalError('INVALID_ARGUMENT', 'store must be a CheckpointStore');
     const latest = store.latestCheckpoint();
     if (latest !== null) {
-      const n = walManager.numCores();
-      for (let c = 0; c < n; c++) {
-        const w = walManager.writer(c);
-        // A segment the checkpoint left alone ends with its barrier at the checkpoint's epoch;
-        // one it reset is empty. Anything else was written after a restart that lost the epoch.
-        if (w.epoch() < latest.epoch && w.position() > 0) {
-          throw new PerCoreWalError('EPOCH_MISMATCH',
-            `core ${c} has entries at epoch ${w.epoch()}, below the epoch ${latest.epoch} of checkpoint ${latest.id}: recovery would take them ` +
-            `for part of the checkpoint. Open the WAL with PerCoreWalManager.open(config, { minEpoch, minSequences }) from recoverPerCore's result.`,
-            { coreId: c, path: w.path() });
-        }
-      }
-      if (walManager.epoch() < latest.epoch) walManager.setEpochAll(latest.epoch);
-      for (let c = 0; c < n && c < latest.nextSequences.length; c++) walManager.writer(c).raiseSequenceTo(latest.nextSequences[c]!);
+      let max = latest.epoch;
+      for (let c = 0; c < walManager.numCores(); c++) if (walManager.writer(c).epoch() > max) max = walManager.writer(c).epoch();
+      if (walManager.epoch() < max) walManager.setEpochAll(max);
+      for (let c = 0; c < walManager.numCores() && c < latest.nextSequences.length; c++) walManager.writer(c).raiseSequenceTo(latest.nextSequences[c]!);
     }
     return new PerCoreCheckpointCoordinator(walManager, store);
   }
@@ -121,22 +114,27 @@ export class PerCoreCheckpointCoordinator {
         throw new PerCoreWalError('POISONED', `cannot checkpoint: the writer of core ${c} is poisoned (${poison.message})`, { coreId: c, path: w.path(), cause: poison });
       }
     }
+    const cfg = wal.config();
+    // Where the entries the previous checkpoint does not hold begin: after its barrier in a
+    // segment it did not reset, at 0 in one it did.
+    const from = replayStarts(previous, n, (c) => cfg.segmentPath(c), cfg.fs);
     const epoch = wal.advanceEpoch();
-    wal.writeEpochBarrierAll();
+    const barrierStarts: number[] = [];
+    for (let c = 0; c < n; c++) barrierStarts.push(wal.writer(c).appendEpochBarrier());
     wal.syncAll();
     const walPositions = wal.positions();
     const nextSequences: bigint[] = [];
-    for (let c = 0; c < n; c++) nextSequences.push(wal.writer(c).sequence());
-    // Entries below the previous checkpoint's epoch are in it already (a no-truncate
-    // checkpoint leaves them in the segments).
-    const floor = previous?.epoch ?? 0n;
-    const fHi = hi32(floor), fLo = lo32(floor);
+    const barrierCrcs: number[] = [];
+    for (let c = 0; c < n; c++) {
+      assert(walPositions[c] === barrierStarts[c]! + BARRIER_RECORD_SIZE, 'the barrier is the last record of its segment');
+      nextSequences.push(wal.writer(c).sequence());
+      barrierCrcs.push(barrierCrcAt(cfg.fs, cfg.segmentPath(c), c, walPositions[c]!));
+    }
     let merged = 0;
-    const it = wal.mergeIter();
+    const it = wal.mergeIter({ from });
     try {
       for (let r = it.next(); !r.done; r = it.next()) {
         const e: PerCoreWalEntry = r.value;
-        if (e.eHi < fHi || (e.eHi === fHi && e.eLo < fLo)) continue;
         merged++;
         const op = e.operation;
         switch (op.type) {
@@ -152,7 +150,7 @@ export class PerCoreCheckpointCoordinator {
     } finally {
       it.close();
     }
-    const checkpoint = store.createCheckpoint(id, { epoch, walPositions, nextSequences });
+    const checkpoint = store.createCheckpoint(id, { epoch, walPositions, nextSequences, barrierCrcs });
     // The checkpoint is durable (file and directory fsynced): only now may the WAL go.
     if (reset) wal.resetAll();
     return { checkpoint, walPositions, entriesMerged: merged };

@@ -28,6 +28,8 @@ export const FLAG_WATERMARK = 2;
 export const REC_PUT = 1;
 export const REC_DELETE = 2;
 const KNOWN_FLAGS = FLAG_INCREMENTAL | FLAG_WATERMARK;
+/** Meta bytes per core: walPosition u64, nextSequence u64, barrierCrc u32. */
+const PER_CORE = 20;
 const TWO_32 = 4294967296;
 
 /**
@@ -44,6 +46,12 @@ export interface CheckpointMetadata {
   walPositions: number[];
   /** Per core, the sequence its writer was to assign next: where sequences resume after a reset. */
   nextSequences: bigint[];
+  /**
+   * Per core, the stored CRC of the record ending at `walPositions[c]` (the checkpoint's
+   * epoch barrier), 0 for none. Recovery replays a segment from `walPositions[c]` only if
+   * that record is still there (the segment was not reset); otherwise from its start.
+   */
+  barrierCrcs: number[];
   sourceOffsets: Map<string, bigint>;
   watermark: bigint | null;
   /** Bytes of the checkpoint file. */
@@ -81,9 +89,9 @@ function invalid(path: string, position: number, reason: string): PerCoreWalErro
 
 /** The meta section for `m`. Cold path. */
 export function encodeMeta(m: CheckpointMetaInput): Buffer {
-  assert(m.walPositions.length === m.nextSequences.length, 'one next sequence per WAL position');
+  assert(m.walPositions.length === m.nextSequences.length && m.walPositions.length === m.barrierCrcs.length, 'per-core fields of one length');
   const names = [...m.sourceOffsets.keys()].map((n) => Buffer.from(n, 'utf8'));
-  let len = 8 * 6 + 4 + 16 * m.walPositions.length + 4;
+  let len = 8 * 6 + 4 + PER_CORE * m.walPositions.length + 4;
   for (const n of names) len += 2 + n.length + 8;
   const buf = Buffer.alloc(len);
   let p = 0;
@@ -97,6 +105,7 @@ export function encodeMeta(m: CheckpointMetaInput): Buffer {
   for (let c = 0; c < m.walPositions.length; c++) {
     p = buf.writeBigUInt64LE(BigInt(m.walPositions[c]!), p);
     p = buf.writeBigUInt64LE(m.nextSequences[c]!, p);
+    p = buf.writeUInt32LE(m.barrierCrcs[c]!, p);
   }
   p = buf.writeUInt32LE(names.length, p);
   let i = 0;
@@ -312,13 +321,15 @@ export function decodeMeta(buf: Uint8Array, start: number, h: CheckpointHeader, 
   if (incremental && parent >= id) throw invalid(path, off(start + 16), `parent ${parent} is not older than checkpoint ${id}`);
   if ((h.flags & FLAG_WATERMARK) === 0 && wm !== 0n) throw invalid(path, off(start + 40), 'watermark value without the watermark flag');
   if (numCores > 65536) throw invalid(path, off(start + 48), `${numCores} cores`);
-  need(p, numCores * 16 + 4, 'the WAL positions');
+  need(p, numCores * PER_CORE + 4, 'the WAL positions');
   const walPositions = new Array<number>(numCores);
   const nextSequences = new Array<bigint>(numCores);
+  const barrierCrcs = new Array<number>(numCores);
   for (let c = 0; c < numCores; c++) {
     walPositions[c] = readU64Number(buf, dv, p, path, `WAL position of core ${c}`);
     nextSequences[c] = dv.getBigUint64(p + 8, true);
-    p += 16;
+    barrierCrcs[c] = dv.getUint32(p + 16, true);
+    p += PER_CORE;
   }
   const sources = dv.getUint32(p, true);
   p += 4;
@@ -339,7 +350,7 @@ export function decodeMeta(buf: Uint8Array, start: number, h: CheckpointHeader, 
   }
   if (p !== end) throw invalid(path, off(p), `${end - p} bytes after the last meta field`);
   return {
-    id, epoch, timestamp, walPositions, nextSequences, sourceOffsets,
+    id, epoch, timestamp, walPositions, nextSequences, barrierCrcs, sourceOffsets,
     watermark: (h.flags & FLAG_WATERMARK) !== 0 ? wm : null,
     sizeBytes: fileLen, keyCount, changeCount: h.recordCount, isIncremental: incremental,
     parentId: incremental ? parent : null, checksum: h.bodyCrc, path,

@@ -31,6 +31,8 @@ export interface CreateCheckpointOptions {
   walPositions?: readonly number[];
   /** Per core, the next sequence its writer will assign (same length as `walPositions`). */
   nextSequences?: readonly U64Like[];
+  /** Per core, the stored CRC of the record ending at `walPositions[c]` (0: none; same length). */
+  barrierCrcs?: readonly number[];
   /** Write a full snapshot even if an incremental one is due. */
   full?: boolean;
 }
@@ -207,12 +209,17 @@ export class CheckpointStore {
     }
     const walPositions = (options.walPositions ?? []).map((p, c) => toPosition(p, `walPositions[${c}]`));
     const nextSequences = (options.nextSequences ?? walPositions.map(() => 0n)).map((s, c) => toU64(s, `nextSequences[${c}]`));
-    if (nextSequences.length !== walPositions.length) {
-      throw new PerCoreWalError('INVALID_ARGUMENT', `nextSequences has ${nextSequences.length} entries, walPositions ${walPositions.length}`);
+    const barrierCrcs = (options.barrierCrcs ?? walPositions.map(() => 0)).map((x, c) => {
+      if (!Number.isInteger(x) || x < 0 || x > 0xffffffff) throw new PerCoreWalError('INVALID_ARGUMENT', `barrierCrcs[${c}] must be a u32, got ${String(x)}`);
+      return x;
+    });
+    if (nextSequences.length !== walPositions.length || barrierCrcs.length !== walPositions.length) {
+      throw new PerCoreWalError('INVALID_ARGUMENT',
+        `walPositions, nextSequences and barrierCrcs must have one entry per core (${walPositions.length}, ${nextSequences.length}, ${barrierCrcs.length})`);
     }
     const incremental = base !== null && !this.fullNext && options.full !== true && this.depth + 1 < this.fullEvery;
     const meta = {
-      id: cid, epoch, timestamp: BigInt(Date.now()), walPositions, nextSequences,
+      id: cid, epoch, timestamp: BigInt(Date.now()), walPositions, nextSequences, barrierCrcs,
       sourceOffsets: new Map(this.offsets), watermark: this.wm, keyCount: this.kv.size,
       isIncremental: incremental, parentId: incremental ? base!.id : null,
     };

@@ -2,7 +2,8 @@ import { PerCoreWalEntry } from '../entry/entry.js';
 import { ioError, PerCoreWalError } from '../errors/errors.js';
 import { realFs, type WalFs } from '../io/fs.js';
 import { scanSegment, type TailState } from '../reader/scan.js';
-import { hi32, lo32, toPosition } from '../util/u64.js';
+import { toPosition } from '../util/u64.js';
+import { replayStarts } from '../checkpoint/resume.js';
 import type { CheckpointMetadata } from '../checkpoint/format.js';
 import { loadNewestValid, type ResolvedCheckpoint } from '../checkpoint/files.js';
 import { KvState, mapKey, type StateView } from '../checkpoint/state.js';
@@ -59,7 +60,7 @@ export interface SegmentRecovery {
   /** Where replay started and where it ended (just past the last entry used). */
   start: number;
   end: number;
-  /** Valid entries read, and how many of them were replayed (the rest predate the checkpoint). */
+  /** Valid entries read and replayed. */
   entries: number;
   replayed: number;
   ended: SegmentEnd;
@@ -87,7 +88,7 @@ export interface PerCoreRecoveredState {
   stateChanges: StateChange[];
   /** Per core, where replay ended. */
   walPositions: number[];
-  /** WAL entries replayed (every operation type; entries the checkpoint already held are not counted). */
+  /** WAL entries replayed (every operation type). */
   entriesReplayed: number;
   /** The epoch to resume at: the highest of the checkpoint's and of every entry replayed. */
   finalEpoch: bigint;
@@ -124,10 +125,11 @@ interface Replay {
 
 /**
  * Rebuilds state after a crash: the newest valid checkpoint (falling back past invalid
- * ones), then every WAL entry of its epoch or later, merged across cores in global order
- * and applied exactly once (entries of earlier epochs are in the checkpoint, even when a
- * crash kept the coordinator from resetting the segments). Each segment is read per the
- * {@link RecoveryMode}. Recovery only reads; `repairAllSegments` is the one method that writes.
+ * ones), then every WAL entry it does not hold, merged across cores in global order and
+ * applied exactly once: a segment the checkpoint did not reset (a crash came first, or a
+ * no-truncate checkpoint) is replayed from just past the checkpoint's barrier, one it
+ * reset from its start. Each segment is read per the {@link RecoveryMode}. Recovery only
+ * reads; `repairAllSegments` is the one method that writes.
  *
  * @example
  * ```ts
@@ -173,14 +175,19 @@ export class PerCoreRecoveryManager {
   /** The mode segments are read in. */
   recoveryMode(): RecoveryMode { return this.mode; }
 
-  /** Newest valid checkpoint + the WAL after it, every segment from its start. */
+  /**
+   * Newest valid checkpoint + the WAL after it: each segment from just past the
+   * checkpoint's barrier if the segment still holds it (it was not reset), else from its
+   * start.
+   */
   recover(): PerCoreRecoveredState {
-    return this.run(new Array<number>(this.layout.numCores).fill(0));
+    return this.run(null);
   }
 
   /**
-   * Like {@link recover}, replaying each segment from `positions[core]` (record boundaries,
-   * e.g. the `walPositions` of a checkpoint whose segments were not reset).
+   * Newest valid checkpoint + the WAL from `positions[core]` on (record boundaries, e.g.
+   * the `walPositions` of a checkpoint whose segments were not reset): the caller says
+   * where the entries the checkpoint does not hold begin.
    */
   recoverFromPositions(positions: readonly number[]): PerCoreRecoveredState {
     return this.run(this.checkPositions(positions));
@@ -245,7 +252,7 @@ export class PerCoreRecoveryManager {
 
   // ---- internals ------------------------------------------------------------------
 
-  private run(starts: number[]): PerCoreRecoveredState {
+  private run(given: number[] | null): PerCoreRecoveredState {
     const warnings: string[] = [];
     const warn = (m: string): void => this.warn(warnings, m);
     this.onProgress?.({ phase: 'checkpoint', bytesDone: 0, bytesTotal: 0 });
@@ -259,8 +266,7 @@ export class PerCoreRecoveryManager {
     const offsets = new Map(meta?.sourceOffsets ?? []);
     let watermark = meta?.watermark ?? null;
     const floor = meta?.epoch ?? null;
-    const fHi = floor === null ? 0 : hi32(floor);
-    const fLo = floor === null ? 0 : lo32(floor);
+    const starts = given ?? replayStarts(meta, this.layout.numCores, (c) => this.layout.segmentPath(c), this.fs);
     const replay = this.openReplay(starts, floor, warn);
     const changes: StateChange[] = [];
     const collect = this.collect;
@@ -268,8 +274,6 @@ export class PerCoreRecoveryManager {
     let count = 0;
     try {
       mergeCursors(replay.cursors, (e) => {
-        // Entries of epochs below the checkpoint's are in it already (segments not yet reset).
-        if (e.eHi < fHi || (e.eHi === fHi && e.eLo < fLo)) return;
         count++;
         replayed[e.coreId]!++;
         const op = e.operation;
@@ -340,7 +344,9 @@ export class PerCoreRecoveryManager {
           let k = 0;
           while (cur.advance()) if ((++k & 4095) === 0) this.progress('scan', scan);
           if (cur.end === 'cut') {
-            const lost = cur.last?.epoch ?? floor ?? 0n;
+            // Nothing valid read: a segment replayed from past the checkpoint's barrier held
+            // only epochs from the checkpoint's on; one replayed from its start, any epoch.
+            const lost = cur.last?.epoch ?? (cur.start > 0 && floor !== null ? floor : 0n);
             if (cutoff === null || lost < cutoff) cutoff = lost;
           }
         }
