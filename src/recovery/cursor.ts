@@ -75,6 +75,7 @@ export class SegmentCursor {
   private readonly stopAt: number;
   private headEnd: number;
   private budget: number;
+  private cutKnown = false;
 
   constructor(coreId: number, path: string, opts: CursorOptions) {
     this.coreId = coreId;
@@ -144,7 +145,14 @@ export class SegmentCursor {
     }
   }
 
-  private finish(end: SegmentEnd): false {
+  /** `pointInTime`: a first pass found this segment's first bad record; this pass stops before it. */
+  presetCut(bad: BadRecord | null): void {
+    this.bad = bad;
+    this.cutKnown = true;
+  }
+
+  private finish(reason: SegmentEnd): false {
+    const end = reason === 'limit' && this.cutKnown ? 'cut' : reason;
     if (this.end === 'clean' || end !== 'clean') this.end = end;
     this.head = null;
     this.done = true;

@@ -334,6 +334,7 @@ export class PerCoreRecoveryManager {
     let ends: (number | undefined)[] = new Array<number | undefined>(n).fill(undefined);
     let cutoff: bigint | null = null;
     let bytesBefore = 0;
+    let scanBad: (BadRecord | null)[] = [];
     const sizes = starts.map((s, c) => Math.max(0, this.size(this.layout.segmentPath(c)) - s));
     const span = sizes.reduce((a, b) => a + b, 0);
     if (this.mode === 'pointInTime') {
@@ -351,6 +352,7 @@ export class PerCoreRecoveryManager {
           }
         }
         ends = scan.cursors.map((cur) => (cur.end === 'cut' ? cur.position() : undefined));
+        scanBad = scan.cursors.map((cur) => (cur.end === 'cut' ? cur.bad : null));
         this.progress('scan', scan);
       } finally {
         for (const cur of scan.cursors) cur.close();
@@ -361,7 +363,9 @@ export class PerCoreRecoveryManager {
     const cursors: SegmentCursor[] = [];
     try {
       for (let c = 0; c < n; c++) {
-        cursors.push(new SegmentCursor(c, this.layout.segmentPath(c), { ...base, from: starts[c]!, end: ends[c], epochLimit: cutoff }));
+        const cur = new SegmentCursor(c, this.layout.segmentPath(c), { ...base, from: starts[c]!, end: ends[c], epochLimit: cutoff });
+        if (ends[c] !== undefined) cur.presetCut(scanBad[c] ?? null);
+        cursors.push(cur);
       }
     } catch (e) {
       for (const cur of cursors) cur.close();
