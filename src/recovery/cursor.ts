@@ -1,8 +1,15 @@
-import { PerCoreWalEntry } from '../entry/entry.js';
-import { PerCoreWalError } from '../errors/errors.js';
+import { crc32c } from '../crc/crc32c.js';
+import {
+  decodePayload, FORMAT_VERSION, PAYLOAD_HEADER_SIZE, TAG_CHECKPOINT, TAG_COMMIT, TAG_DELETE, TAG_EPOCH_BARRIER, TAG_PUT,
+} from '../entry/codec.js';
+import type { PerCoreWalEntry } from '../entry/entry.js';
+import { ioError, PerCoreWalError } from '../errors/errors.js';
 import type { WalFs } from '../io/fs.js';
 import { PerCoreWalReader, resultError, type WalReadResult } from '../reader/reader.js';
 import { scanSegment } from '../reader/scan.js';
+import { DEFAULT_MAX_RECORD_SIZE, RECORD_HEADER_SIZE } from '../record/framing.js';
+import { hi32, joinU64, lo32 } from '../util/u64.js';
+import { mapKey } from '../checkpoint/state.js';
 
 /**
  * How recovery treats a bad record, per segment, with RocksDB's meanings:
@@ -40,25 +47,31 @@ export interface CursorOptions {
   end?: number;
   /** Stop before the first entry of this epoch or later (epochs never decrease in a segment). */
   epochLimit?: bigint | null;
-  blockSize?: number;
 }
 
 const NO_END = Number.MAX_SAFE_INTEGER;
+const BLOCK = 1 << 20;
+const MIN_RECORD = RECORD_HEADER_SIZE + PAYLOAD_HEADER_SIZE;
+const PUT_KEY = PAYLOAD_HEADER_SIZE + 4;
 
 /**
  * Reads one segment for recovery, one entry ahead, applying the recovery mode to every
  * bad record it meets. A missing segment reads as empty.
+ *
+ * Two paths. The fast one parses records in place in a block buffer and allocates
+ * nothing per record: the merge compares heads by their numeric fields and the consumer
+ * copies out only what it keeps (a Put's key as a map key and its value). Anything it
+ * does not expect — a bad length, a CRC mismatch, an odd body, the end of the log — hands
+ * the rest of the segment to the slow path, a {@link PerCoreWalReader} that classifies
+ * the record and applies the mode. Both accept exactly the same records.
  */
 export class SegmentCursor {
   readonly coreId: number;
   readonly path: string;
   readonly start: number;
-  /** The entry to hand out next, or null when the segment is done. */
-  head: PerCoreWalEntry | null = null;
+  readonly fileLen: number;
   /** Just past the last entry handed out: where this segment's replay ended. */
   consumed: number;
-  /** The last valid entry read (handed out or not). */
-  last: PerCoreWalEntry | null = null;
   /** Valid entries read. */
   entries = 0;
   end: SegmentEnd = 'clean';
@@ -69,11 +82,34 @@ export class SegmentCursor {
   /** `skipAnyCorrupted`: bytes and bad regions skipped. */
   skippedBytes = 0;
   skippedRegions = 0;
-  readonly fileLen: number;
-  private readonly reader: PerCoreWalReader | null;
+
+  // Head: the entry to hand out next. Numeric fields for the merge; the payload is at
+  // block[hOff, hOff + hLen) on the fast path, or hEntry on the slow one.
+  /** @internal */ hEHi = 0; /** @internal */ hELo = 0;
+  /** @internal */ hTHi = 0; /** @internal */ hTLo = 0;
+  /** @internal */ hSHi = 0; /** @internal */ hSLo = 0;
+  /** @internal */ hTag = 0;
+  private hOff = -1;
+  private hLen = 0;
+  private hEntry: PerCoreWalEntry | null = null;
+  // The last valid entry read, for the order check and the resume point.
+  private hasLast = false;
+  private lEHi = 0; private lELo = 0; private lTHi = 0; private lTLo = 0; private lSHi = 0; private lSLo = 0;
+
   private readonly opts: CursorOptions;
+  private readonly maxRecord: number;
   private readonly stopAt: number;
+  private readonly limHi: number;
+  private readonly limLo: number;
+  private readonly limited: boolean;
+  private fd = -1;
+  private block: Buffer;
+  private dv: DataView;
+  private blockStart = 0;
+  private blockLen = 0;
+  private pos: number;
   private headEnd: number;
+  private reader: PerCoreWalReader | null = null;
   private budget: number;
   private cutKnown = false;
 
@@ -81,10 +117,18 @@ export class SegmentCursor {
     this.coreId = coreId;
     this.path = path;
     this.opts = opts;
+    this.maxRecord = opts.maxRecordSize ?? DEFAULT_MAX_RECORD_SIZE;
     this.start = opts.from;
     this.consumed = opts.from;
     this.headEnd = opts.from;
+    this.pos = opts.from;
     this.stopAt = opts.end ?? NO_END;
+    const limit = opts.epochLimit;
+    this.limited = limit !== undefined && limit !== null;
+    this.limHi = this.limited ? hi32(limit!) : 0;
+    this.limLo = this.limited ? lo32(limit!) : 0;
+    this.block = Buffer.allocUnsafe(0);
+    this.dv = new DataView(this.block.buffer);
     let exists: boolean;
     try {
       exists = opts.fs.existsSync(path);
@@ -95,52 +139,208 @@ export class SegmentCursor {
       if (opts.from > 0) {
         throw new PerCoreWalError('INVALID_POSITION', `segment ${path} does not exist, yet replay was to start at byte ${opts.from}`, { path, position: opts.from, coreId });
       }
-      this.reader = null;
       this.fileLen = 0;
       this.budget = 0;
       return;
     }
-    this.reader = PerCoreWalReader.openFrom(coreId, path, opts.from, { fs: opts.fs, maxRecordSize: opts.maxRecordSize, blockSize: opts.blockSize });
-    this.fileLen = this.reader.fileLen();
+    try {
+      this.fd = opts.fs.openSync(path, 'r');
+      this.fileLen = opts.fs.fstatSync(this.fd).size;
+    } catch (e) {
+      this.close();
+      throw ioError('open', e, path, undefined, coreId);
+    }
+    if (opts.from > this.fileLen) {
+      this.close();
+      throw new PerCoreWalError('INVALID_POSITION', `position ${opts.from} is past the end of ${path} (${this.fileLen} bytes)`, { path, position: opts.from, coreId });
+    }
+    this.block = Buffer.allocUnsafe(BLOCK);
+    this.dv = new DataView(this.block.buffer, this.block.byteOffset, this.block.byteLength);
     this.budget = 16 * this.fileLen + (64 << 20);
   }
 
   /** Bytes read so far (for progress). */
-  position(): number { return this.reader === null ? 0 : this.reader.position(); }
+  position(): number { return this.reader === null ? this.pos : this.reader.position(); }
+
+  /** Epoch and sequence of the last valid entry read, or null. */
+  lastEpoch(): bigint | null { return this.hasLast ? joinU64(this.lEHi, this.lELo) : null; }
+  lastSequence(): bigint | null { return this.hasLast ? joinU64(this.lSHi, this.lSLo) : null; }
+
+  // ---- the head, for the consumer ----------------------------------------------
+
+  /** The head as an entry (decoded on demand on the fast path). */
+  headEntry(): PerCoreWalEntry {
+    if (this.hEntry === null) this.hEntry = decodePayload(this.block, this.dv, this.hOff, this.hOff + this.hLen, this.path, this.headEnd - this.hLen - RECORD_HEADER_SIZE);
+    return this.hEntry;
+  }
+
+  headEpoch(): bigint { return joinU64(this.hEHi, this.hELo); }
+
+  /** A Put's or Delete's key as a map key (one latin1 character per byte). */
+  headMapKey(): string {
+    if (this.hOff < 0) return mapKey(this.hEntry!.key()!);
+    const p = this.hOff;
+    if (this.hTag === TAG_PUT) return this.block.toString('latin1', p + PUT_KEY, p + PUT_KEY + this.dv.getUint32(p + PAYLOAD_HEADER_SIZE, true));
+    return this.block.toString('latin1', p + PAYLOAD_HEADER_SIZE, p + this.hLen);
+  }
+
+  /** A Put's value, as a buffer of its own. */
+  headValue(): Uint8Array {
+    if (this.hOff < 0) return this.hEntry!.value()!;
+    const p = this.hOff;
+    const from = p + PUT_KEY + this.dv.getUint32(p + PAYLOAD_HEADER_SIZE, true);
+    const v = Buffer.allocUnsafe(p + this.hLen - from);
+    this.block.copy(v, 0, from, p + this.hLen);
+    return v;
+  }
+
+  /** A Put's or Delete's key, as a buffer of its own. */
+  headKey(): Uint8Array {
+    if (this.hOff < 0) return this.hEntry!.key()!;
+    const p = this.hOff;
+    const [from, to] = this.hTag === TAG_PUT
+      ? [p + PUT_KEY, p + PUT_KEY + this.dv.getUint32(p + PAYLOAD_HEADER_SIZE, true)]
+      : [p + PAYLOAD_HEADER_SIZE, p + this.hLen];
+    return Buffer.from(this.block.subarray(from, to));
+  }
+
+  // ---- reading ------------------------------------------------------------------
 
   /** Moves past the head: the next entry becomes the head; false when the segment is done. */
   advance(): boolean {
     this.consumed = this.headEnd;
-    const reader = this.reader;
-    if (reader === null) { this.head = null; this.done = true; return false; }
+    this.hEntry = null;
+    this.hOff = -1;
+    if (this.done) return false;
+    if (this.fd < 0 && this.reader === null) return this.finish('clean');
+    if (this.reader === null) {
+      const r = this.fastNext();
+      if (r > 0) return true;
+      if (r < 0) return false;
+      this.reader = PerCoreWalReader.openFrom(this.coreId, this.path, this.pos, { fs: this.opts.fs, maxRecordSize: this.opts.maxRecordSize });
+    }
+    return this.slowNext(this.reader);
+  }
+
+  /** Makes file bytes [at, at + n) addressable in the block; returns their offset in it. */
+  private ensure(at: number, n: number): number {
+    if (at >= this.blockStart && at + n <= this.blockStart + this.blockLen) return at - this.blockStart;
+    if (n > this.block.length) {
+      this.block = Buffer.allocUnsafe(n);
+      this.dv = new DataView(this.block.buffer, this.block.byteOffset, this.block.byteLength);
+    }
+    const want = Math.min(this.block.length, this.fileLen - at);
+    let got = 0;
+    while (got < want) {
+      let r: number;
+      try {
+        r = this.opts.fs.readSync(this.fd, this.block, got, want - got, at + got);
+      } catch (e) {
+        this.blockLen = 0;
+        throw ioError('read', e, this.path, at + got, this.coreId);
+      }
+      if (r === 0) break;
+      got += r;
+    }
+    this.blockStart = at;
+    this.blockLen = got;
+    return got >= n ? 0 : -1;
+  }
+
+  /**
+   * The fast path: 1 when a valid record became the head, -1 when the segment ended at a
+   * limit or its end, 0 to let the slow path look at `this.pos`.
+   */
+  private fastNext(): number {
+    const pos = this.pos;
+    if (pos >= this.stopAt) { this.finish('limit'); return -1; }
+    const rem = this.fileLen - pos;
+    if (rem === 0) { this.finish('clean'); return -1; }
+    if (rem < MIN_RECORD) return 0;
+    let off = this.ensure(pos, RECORD_HEADER_SIZE);
+    if (off < 0) return 0;
+    const plen = this.dv.getUint32(off, true);
+    if (plen < PAYLOAD_HEADER_SIZE || plen > this.maxRecord || plen > rem - RECORD_HEADER_SIZE) return 0;
+    off = this.ensure(pos, RECORD_HEADER_SIZE + plen);
+    if (off < 0) return 0;
+    const b = this.block, dv = this.dv;
+    const p = off + RECORD_HEADER_SIZE;
+    const tag = b[p + 1]!;
+    if (b[p] !== FORMAT_VERSION || tag < TAG_PUT || tag > TAG_EPOCH_BARRIER || dv.getUint16(p + 2, true) !== this.coreId) return 0;
+    if (dv.getUint32(p + 32, true) >= 0x200000) return 0; // synced boundary beyond 2^53: let the reader say so
+    if (crc32c(b, p, p + plen) !== dv.getUint32(off + 4, true)) return 0;
+    const body = plen - PAYLOAD_HEADER_SIZE;
+    let entry: PerCoreWalEntry | null = null;
+    if (tag === TAG_PUT) {
+      if (body < 4 || dv.getUint32(p + PAYLOAD_HEADER_SIZE, true) > body - 4) return 0;
+    } else if (tag === TAG_CHECKPOINT || tag === TAG_EPOCH_BARRIER) {
+      if (body !== 8) return 0;
+    } else if (tag === TAG_COMMIT) {
+      try {
+        entry = decodePayload(b, dv, p, p + plen, this.path, pos);
+      } catch {
+        return 0;
+      }
+    } else if (tag !== TAG_DELETE) {
+      return 0;
+    }
+    const eLo = dv.getUint32(p + 4, true), eHi = dv.getUint32(p + 8, true);
+    const sLo = dv.getUint32(p + 12, true), sHi = dv.getUint32(p + 16, true);
+    const tLo = dv.getUint32(p + 20, true), tHi = dv.getUint32(p + 24, true);
+    if (this.hasLast && !this.after(eHi, eLo, tHi, tLo, sHi, sLo)) return 0;
+    if (this.limited && (eHi > this.limHi || (eHi === this.limHi && eLo >= this.limLo))) { this.finish('limit'); return -1; }
+    this.hEHi = eHi; this.hELo = eLo; this.hTHi = tHi; this.hTLo = tLo; this.hSHi = sHi; this.hSLo = sLo;
+    this.hTag = tag;
+    this.hOff = p;
+    this.hLen = plen;
+    this.hEntry = entry;
+    this.setLast();
+    this.entries++;
+    this.pos = pos + RECORD_HEADER_SIZE + plen;
+    this.headEnd = this.pos;
+    return 1;
+  }
+
+  /** True when (epoch, timestamp, sequence) orders after the last entry read. */
+  private after(eHi: number, eLo: number, tHi: number, tLo: number, sHi: number, sLo: number): boolean {
+    const d = eHi - this.lEHi || eLo - this.lELo || tHi - this.lTHi || tLo - this.lTLo || sHi - this.lSHi || sLo - this.lSLo;
+    return d > 0;
+  }
+
+  private setLast(): void {
+    this.hasLast = true;
+    this.lEHi = this.hEHi; this.lELo = this.hELo; this.lTHi = this.hTHi; this.lTLo = this.hTLo; this.lSHi = this.hSHi; this.lSLo = this.hSLo;
+  }
+
+  private slowNext(reader: PerCoreWalReader): boolean {
     for (;;) {
       const at = reader.position();
       if (at >= this.stopAt) return this.finish('limit');
       const r = reader.readNext();
       if (r.kind === 'entry') {
         const e = r.entry;
-        const prev = this.last;
-        if (prev !== null && PerCoreWalEntry.compare(prev, e) >= 0) {
+        if (this.hasLast && !this.after(e.eHi, e.eLo, e.tHi, e.tLo, e.sHi, e.sLo)) {
           const bad: WalReadResult = {
             kind: 'corrupted', position: at,
-            reason: `entry does not order after the one before it (epoch ${prev.epoch} → ${e.epoch}, sequence ${prev.sequence} → ${e.sequence})`,
+            reason: `entry does not order after the one before it (epoch ${joinU64(this.lEHi, this.lELo)} → ${e.epoch}, sequence ${joinU64(this.lSHi, this.lSLo)} → ${e.sequence})`,
           };
-          if (this.onBad(bad, at, true)) continue;
+          if (this.onBad(reader, bad, at, true)) continue;
           return false;
         }
-        const limit = this.opts.epochLimit;
-        if (limit !== undefined && limit !== null && e.epoch >= limit) {
+        if (this.limited && (e.eHi > this.limHi || (e.eHi === this.limHi && e.eLo >= this.limLo))) {
           reader.seek(at);
           return this.finish('limit');
         }
+        this.hEHi = e.eHi; this.hELo = e.eLo; this.hTHi = e.tHi; this.hTLo = e.tLo; this.hSHi = e.sHi; this.hSLo = e.sLo;
+        this.hTag = tagOf(e);
+        this.hEntry = e;
+        this.setLast();
         this.entries++;
-        this.last = e;
-        this.head = e;
         this.headEnd = reader.position();
         return true;
       }
       if (r.kind === 'eof') return this.finish(this.end === 'skipped' ? 'skipped' : 'clean');
-      if (this.onBad(r, at, false)) continue;
+      if (this.onBad(reader, r, at, false)) continue;
       return false;
     }
   }
@@ -154,14 +354,12 @@ export class SegmentCursor {
   private finish(reason: SegmentEnd): false {
     const end = reason === 'limit' && this.cutKnown ? 'cut' : reason;
     if (this.end === 'clean' || end !== 'clean') this.end = end;
-    this.head = null;
     this.done = true;
     return false;
   }
 
   /** Applies the mode to a bad record at `at`: true to keep reading (resynchronised), false when the segment ends. */
-  private onBad(r: Exclude<WalReadResult, { kind: 'entry' } | { kind: 'eof' }>, at: number, outOfOrder: boolean): boolean {
-    const reader = this.reader!;
+  private onBad(reader: PerCoreWalReader, r: Exclude<WalReadResult, { kind: 'entry' } | { kind: 'eof' }>, at: number, outOfOrder: boolean): boolean {
     const bad: BadRecord = { kind: r.kind, position: at, reason: describe(r) };
     this.bad ??= bad;
     switch (this.opts.mode) {
@@ -203,7 +401,7 @@ export class SegmentCursor {
           const next = reader.readNext();
           // resyncFrom found a valid record at q; it must also order after what came before
           // (a record-shaped value inside a damaged record is not the log resuming).
-          if (next.kind === 'entry' && (this.last === null || PerCoreWalEntry.compare(this.last, next.entry) < 0)) {
+          if (next.kind === 'entry' && (!this.hasLast || this.after(next.entry.eHi, next.entry.eLo, next.entry.tHi, next.entry.tLo, next.entry.sHi, next.entry.sLo))) {
             reader.seek(q);
             this.skippedBytes += q - at;
             this.skippedRegions++;
@@ -216,7 +414,29 @@ export class SegmentCursor {
     }
   }
 
-  close(): void { this.reader?.close(); }
+  close(): void {
+    this.reader?.close();
+    if (this.fd >= 0) {
+      try { this.opts.fs.closeSync(this.fd); } catch { /* read-only descriptor */ }
+      this.fd = -1;
+    }
+  }
+}
+
+function tagOf(e: PerCoreWalEntry): number {
+  switch (e.operation.type) {
+    case 'put': return TAG_PUT;
+    case 'delete': return TAG_DELETE;
+    case 'checkpoint': return TAG_CHECKPOINT;
+    case 'commit': return TAG_COMMIT;
+    case 'epochBarrier': return TAG_EPOCH_BARRIER;
+  }
+}
+
+/** Global order of two heads: (epoch, timestamp, core, sequence), as {@link PerCoreWalEntry.compare}. */
+export function compareHeads(a: SegmentCursor, b: SegmentCursor): number {
+  return a.hEHi - b.hEHi || a.hELo - b.hELo || a.hTHi - b.hTHi || a.hTLo - b.hTLo ||
+    a.coreId - b.coreId || a.hSHi - b.hSHi || a.hSLo - b.hSLo;
 }
 
 function describe(r: Exclude<WalReadResult, { kind: 'entry' } | { kind: 'eof' }>): string {

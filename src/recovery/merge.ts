@@ -1,12 +1,11 @@
-import { PerCoreWalEntry } from '../entry/entry.js';
-import type { SegmentCursor } from './cursor.js';
+import { compareHeads, type SegmentCursor } from './cursor.js';
 
 /**
- * Streams the heads of `cursors` in global order ({@link PerCoreWalEntry.compare}) to
- * `visit`, holding one entry per segment in a binary heap (SPEC invariant 8).
- * `tick` is called every `tickEvery` entries (progress reporting).
+ * Streams `cursors` in global order ({@link PerCoreWalEntry.compare}): `visit` sees each
+ * cursor while its head is the next entry. One entry per segment is held, in a binary
+ * heap (SPEC invariant 8). `tick` is called every `tickEvery` entries (progress).
  */
-export function mergeCursors(cursors: readonly SegmentCursor[], visit: (e: PerCoreWalEntry) => void, tick?: () => void, tickEvery = 4096): number {
+export function mergeCursors(cursors: readonly SegmentCursor[], visit: (c: SegmentCursor) => void, tick?: () => void, tickEvery = 4096): number {
   const heap: SegmentCursor[] = [];
   for (const c of cursors) if (c.advance()) heap.push(c);
   for (let i = (heap.length >> 1) - 1; i >= 0; i--) siftDown(heap, i);
@@ -14,7 +13,7 @@ export function mergeCursors(cursors: readonly SegmentCursor[], visit: (e: PerCo
   let untilTick = tickEvery;
   while (heap.length > 0) {
     const top = heap[0]!;
-    visit(top.head!);
+    visit(top);
     n++;
     if (!top.advance()) {
       const last = heap.pop()!;
@@ -33,8 +32,8 @@ function siftDown(heap: SegmentCursor[], k: number): void {
   for (;;) {
     let c = 2 * k + 1;
     if (c >= n) break;
-    if (c + 1 < n && PerCoreWalEntry.compare(heap[c + 1]!.head!, heap[c]!.head!) < 0) c++;
-    if (PerCoreWalEntry.compare(heap[c]!.head!, x.head!) >= 0) break;
+    if (c + 1 < n && compareHeads(heap[c + 1]!, heap[c]!) < 0) c++;
+    if (compareHeads(heap[c]!, x) >= 0) break;
     heap[k] = heap[c]!;
     k = c;
   }

@@ -6,7 +6,8 @@ import { toPosition } from '../util/u64.js';
 import { replayStarts } from '../checkpoint/resume.js';
 import type { CheckpointMetadata } from '../checkpoint/format.js';
 import { loadNewestValid, type ResolvedCheckpoint } from '../checkpoint/files.js';
-import { KvState, mapKey, type StateView } from '../checkpoint/state.js';
+import { KvState, keyBytes, type StateView } from '../checkpoint/state.js';
+import { TAG_COMMIT, TAG_DELETE, TAG_PUT } from '../entry/codec.js';
 import { RECOVERY_MODES, SegmentCursor, type BadRecord, type RecoveryMode, type SegmentEnd } from './cursor.js';
 import { mergeCursors } from './merge.js';
 import { PerCoreWalConfig } from '../manager/config.js';
@@ -199,7 +200,7 @@ export class PerCoreRecoveryManager {
     const replay = this.openReplay(new Array<number>(this.layout.numCores).fill(0), null, (m) => this.warn(warnings, m));
     const out: PerCoreWalEntry[] = [];
     try {
-      mergeCursors(replay.cursors, (e) => { out.push(e); }, () => this.progress('replay', replay));
+      mergeCursors(replay.cursors, (c) => { out.push(c.headEntry()); }, () => this.progress('replay', replay));
       this.progress('replay', replay);
       this.reportSegments(replay, (m) => this.warn(warnings, m));
     } finally {
@@ -273,23 +274,30 @@ export class PerCoreRecoveryManager {
     const replayed = new Array<number>(this.layout.numCores).fill(0);
     let count = 0;
     try {
-      mergeCursors(replay.cursors, (e) => {
+      mergeCursors(replay.cursors, (c) => {
         count++;
-        replayed[e.coreId]!++;
-        const op = e.operation;
-        switch (op.type) {
-          case 'put':
-            map.set(mapKey(op.key), op.value);
-            if (collect) changes.push({ key: op.key, value: op.value, epoch: e.epoch, coreId: e.coreId });
+        replayed[c.coreId]!++;
+        switch (c.hTag) {
+          case TAG_PUT: {
+            const k = c.headMapKey();
+            const v = c.headValue();
+            map.set(k, v);
+            if (collect) changes.push({ key: keyBytes(k), value: v, epoch: c.headEpoch(), coreId: c.coreId });
             break;
-          case 'delete':
-            map.delete(mapKey(op.key));
-            if (collect) changes.push({ key: op.key, value: null, epoch: e.epoch, coreId: e.coreId });
+          }
+          case TAG_DELETE: {
+            const k = c.headMapKey();
+            map.delete(k);
+            if (collect) changes.push({ key: keyBytes(k), value: null, epoch: c.headEpoch(), coreId: c.coreId });
             break;
-          case 'commit':
+          }
+          case TAG_COMMIT: {
+            const op = c.headEntry().operation;
+            if (op.type !== 'commit') break;
             for (const [name, off] of op.offsets) offsets.set(name, off);
             if (op.watermark !== null) watermark = op.watermark;
             break;
+          }
           default:
             // Checkpoint and EpochBarrier entries are markers: they change no state.
             break;
@@ -302,10 +310,11 @@ export class PerCoreRecoveryManager {
     this.reportSegments(replay, warn);
     let finalEpoch = floor ?? 0n;
     const segments: SegmentRecovery[] = replay.cursors.map((c) => {
-      const lastEpoch = c.last?.epoch ?? null;
+      const lastEpoch = c.lastEpoch();
       if (lastEpoch !== null && lastEpoch > finalEpoch) finalEpoch = lastEpoch;
       const fromCp = meta?.nextSequences[c.coreId] ?? 0n;
-      const fromWal = c.last === null ? 0n : c.last.sequence + 1n;
+      const lastSeq = c.lastSequence();
+      const fromWal = lastSeq === null ? 0n : lastSeq + 1n;
       return {
         coreId: c.coreId, path: c.path, fileLen: c.fileLen, start: c.start, end: c.consumed, entries: c.entries,
         replayed: replayed[c.coreId]!, ended: c.end, bad: c.bad, skippedBytes: c.skippedBytes, lastEpoch,
@@ -347,7 +356,7 @@ export class PerCoreRecoveryManager {
           if (cur.end === 'cut') {
             // Nothing valid read: a segment replayed from past the checkpoint's barrier held
             // only epochs from the checkpoint's on; one replayed from its start, any epoch.
-            const lost = cur.last?.epoch ?? (cur.start > 0 && floor !== null ? floor : 0n);
+            const lost = cur.lastEpoch() ?? (cur.start > 0 && floor !== null ? floor : 0n);
             if (cutoff === null || lost < cutoff) cutoff = lost;
           }
         }
