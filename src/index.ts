@@ -38,3 +38,5 @@ export type {
 } from './recovery/recovery.js';
 export { RECOVERY_MODES } from './recovery/cursor.js';
 export type { RecoveryMode, SegmentEnd, BadRecord } from './recovery/cursor.js';
+export { inspectCheckpointDir, decodeCheckpointFile } from './checkpoint/files.js';
+export type { CheckpointFileReport } from './checkpoint/files.js';

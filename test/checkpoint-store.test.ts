@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { existsSync, readdirSync, readFileSync, truncateSync, unlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { CheckpointStore, PerCoreWalError } from '../src/index.js';
+import { CheckpointStore, inspectCheckpointDir, PerCoreWalError } from '../src/index.js';
 import { decodeCheckpointFile } from '../src/checkpoint/files.js';
 import { CrashFs, SimulatedCrash } from './helpers/crash-fs.js';
 import { b, tempDir } from './helpers/tmp.js';
@@ -355,4 +355,49 @@ test('crash at every step of createCheckpoint: reopening finds the previous chec
   }
   assert.ok(sawOld > 0 && sawNew > 0, `crashes landed both before and after the rename (${sawOld} old, ${sawNew} new)`);
   assert.ok(existsSync(dir0));
+});
+
+test('inspectCheckpointDir reports every file with its validity, without touching the directory', () => {
+  const dir = tempDir();
+  const s = CheckpointStore.open({ checkpointDir: dir, fullEvery: 3, maxRetained: Infinity });
+  for (let i = 1; i <= 3; i++) { s.put(`k${i}`, b('v')); s.createCheckpoint(i); }
+  flip(join(dir, cpFiles(dir)[1]!), -1);
+  writeFileSync(join(dir, 'checkpoint-00000000000000000009.cwc.tmp'), 'half');
+  const report = inspectCheckpointDir(dir);
+  assert.deepEqual(report.map((r) => [r.id, r.valid]), [[1n, true], [2n, false], [3n, false]]);
+  assert.match(report[1]!.error!, /body checksum mismatch/);
+  assert.match(report[2]!.error!, /depends on checkpoint 2/);
+  assert.equal(report[2]!.metadata!.parentId, 2n, 'the header of 3 is fine; its chain is not');
+  assert.ok(readdirSync(dir).some((f) => f.endsWith('.tmp')), 'read-only: the temporary file is still there');
+  assert.deepEqual(inspectCheckpointDir(join(dir, 'missing')), []);
+});
+
+test('a crash at every step of cleanupOldCheckpoints (with a rewrite) leaves every kept checkpoint loadable', () => {
+  const build = (dir: string): Model => {
+    const s = CheckpointStore.open({ checkpointDir: dir, fullEvery: 10, maxRetained: Infinity });
+    for (let i = 1; i <= 4; i++) { s.put(`k${i}`, b(`v${i}`)); s.delete(`k${i - 1}`); s.createCheckpoint(i); }
+    return snapshot(s);
+  };
+  const counter = new CrashFs();
+  const d0 = tempDir();
+  const want = build(d0);
+  const c0 = CheckpointStore.open({ checkpointDir: d0, fs: counter });
+  const before = counter.calls;
+  c0.cleanupOldCheckpoints(2);
+  const steps = counter.calls - before;
+  assert.ok(steps >= 8, `rewrite of 3 as full, unlink 1 and 2, fsync: ${counter.log.slice(before).join('; ')}`);
+  assert.deepEqual(c0.listCheckpoints().map((m) => [m.id, m.isIncremental]), [[3n, false], [4n, true]]);
+  for (let n = 1; n <= steps; n++) {
+    const dir = tempDir();
+    build(dir);
+    const fs = new CrashFs();
+    const s = CheckpointStore.open({ checkpointDir: dir, fs });
+    fs.crashAt = fs.calls + n;
+    assert.throws(() => s.cleanupOldCheckpoints(2), (e: unknown) => e instanceof SimulatedCrash || (e instanceof PerCoreWalError && e.cause instanceof SimulatedCrash));
+    fs.closeAll();
+    const r = CheckpointStore.open({ checkpointDir: dir });
+    assert.equal(r.latestCheckpoint()!.id, 4n, `step ${n}`);
+    assert.deepEqual(snapshot(r), want, `step ${n}`);
+    for (const c of inspectCheckpointDir(dir)) if (c.id >= 3n) assert.ok(c.valid, `step ${n}: checkpoint ${c.id}: ${c.error}`);
+  }
 });

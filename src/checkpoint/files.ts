@@ -1,6 +1,6 @@
 import { join } from 'node:path';
 import { ioError, PerCoreWalError } from '../errors/errors.js';
-import type { WalFs } from '../io/fs.js';
+import { realFs, type WalFs } from '../io/fs.js';
 import {
   CHECKPOINT_HEADER_SIZE, decodeBody, decodeHeader, decodeMeta, FLAG_INCREMENTAL, type CheckpointMetadata,
 } from './format.js';
@@ -199,4 +199,41 @@ export function loadNewestValid(dir: string, fs: WalFs, warn: (message: string) 
     }
   }
   return null;
+}
+
+/** One checkpoint file as {@link inspectCheckpointDir} found it. */
+export interface CheckpointFileReport {
+  id: bigint;
+  path: string;
+  /** Its metadata, when the header and meta section validate. */
+  metadata: CheckpointMetadata | null;
+  /** True when the checkpoint loads: its file and every file of its chain validate in full. */
+  valid: boolean;
+  /** Why it does not load, or null. */
+  error: string | null;
+}
+
+/**
+ * Every checkpoint file in `dir`, oldest first, each fully validated with its chain —
+ * read-only (unlike `CheckpointStore.open`, which creates the directory and removes a
+ * crash's temporary files). For tools: `corewal inspect` / `verify`.
+ *
+ * @example
+ * ```ts
+ * for (const c of inspectCheckpointDir('/data/checkpoints')) console.log(c.id, c.valid ? 'ok' : c.error);
+ * ```
+ */
+export function inspectCheckpointDir(dir: string, fs: WalFs = realFs): CheckpointFileReport[] {
+  const files = listCheckpointFiles(dir, fs);
+  return files.map((f) => {
+    let metadata: CheckpointMetadata | null = null;
+    try {
+      metadata = readCheckpointMeta(f.path, fs);
+      resolveCheckpoint(dir, fs, f.id, files);
+      return { id: f.id, path: f.path, metadata, valid: true, error: null };
+    } catch (e) {
+      if (!(e instanceof PerCoreWalError) || (e.code !== 'CHECKPOINT_INVALID' && e.code !== 'CHECKPOINT_NOT_FOUND')) throw e;
+      return { id: f.id, path: f.path, metadata, valid: false, error: e.message };
+    }
+  });
 }
