@@ -3,7 +3,7 @@ import { readFileSync, statSync, truncateSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import {
-  PerCoreRecoveryManager, PerCoreWalConfig, PerCoreWalError, PerCoreWalManager, encodeRecord, PerCoreWalEntry,
+  CheckpointStore, PerCoreCheckpointCoordinator, PerCoreRecoveryManager, PerCoreWalConfig, PerCoreWalError, PerCoreWalManager, encodeRecord, PerCoreWalEntry,
   type PerCoreRecoveredState, type RecoveryMode,
 } from '../src/index.js';
 import { b, tempDir } from './helpers/tmp.js';
@@ -177,4 +177,37 @@ test('skipAnyCorrupted: random damage never throws, yields only real entries in 
   assert.deepEqual(r.stateChanges.filter((c) => c.coreId === 0).map((c) => Buffer.from(c.key).toString()), ['first']);
   assert.equal(r.segments[0]!.ended, 'skipped');
   assert.ok(performance.now() - started < 20_000, 'bounded by the resync budget');
+});
+
+test('pointInTime after a no-truncate checkpoint: a core cut right after the barrier drops every later epoch; repair never cuts what the checkpoint holds', () => {
+  const dir = tempDir();
+  let t = 0n;
+  const config = new PerCoreWalConfig(join(dir, 'wal'), 2, { preallocate: 0, clock: () => ++t });
+  const cpDir = join(dir, 'cp');
+  const wal = PerCoreWalManager.create(config);
+  const coord = PerCoreCheckpointCoordinator.create(wal, CheckpointStore.open({ checkpointDir: cpDir }));
+  wal.setEpochAll(1);
+  wal.writer(0).appendPut(b('a1'), b('1'));
+  wal.writer(1).appendPut(b('b1'), b('1'));
+  const m = coord.createCheckpointNoTruncate(1);
+  const a2 = wal.writer(0).appendPut(b('a2'), b('2'));
+  wal.writer(1).appendPut(b('b2'), b('2'));
+  wal.syncAll();
+  wal.setEpochAll(m.checkpoint.epoch + 1n);
+  wal.writer(0).appendPut(b('a3'), b('3'));
+  wal.writer(1).appendPut(b('b3'), b('3'));
+  wal.syncAll();
+  wal.close();
+  flipByte(config.segmentPath(0), a2 + 12);
+  const rm = (mode: RecoveryMode) => new PerCoreRecoveryManager(config, { checkpointDir: cpDir, mode });
+  const pit = rm('pointInTime').recover();
+  assert.deepEqual(pit.segments.map((s) => s.start), m.walPositions);
+  assert.deepEqual(keys(pit), ['a1', 'b1'], 'core 0 read nothing after the checkpoint: no epoch from the checkpoint on is replayed');
+  assert.equal(pit.entriesReplayed, 0);
+  assert.deepEqual(rm('skipAnyCorrupted').recover().stateChanges.map((c) => Buffer.from(c.key).toString()), ['b2', 'a3', 'b3']);
+  assert.deepEqual(rm('pointInTime').repairAllSegments(), m.walPositions, 'cut back to the barriers, not below');
+  const after = rm('absoluteConsistency').recover();
+  assert.deepEqual(after.segments.map((s) => s.start), m.walPositions, 'the barriers are still there');
+  assert.deepEqual(keys(after), ['a1', 'b1']);
+  assert.equal(after.entriesReplayed, 0);
 });

@@ -211,7 +211,7 @@ export class PerCoreRecoveryManager {
 
   /**
    * Cuts every segment where the mode stops reading it, durably, and returns the new
-   * lengths: a torn tail or crash debris (`tolerateCorruptedTail`), the first bad record
+   * lengths (never below what the newest checkpoint holds, which recovery does not read): a torn tail or crash debris (`tolerateCorruptedTail`), the first bad record
    * and every epoch some core lost (`pointInTime`), garbage after the last valid record
    * (`skipAnyCorrupted`; damage in the middle stays, to be skipped again). Damage to
    * synced data fails with its code in `tolerateCorruptedTail`, any bad byte in
@@ -219,8 +219,10 @@ export class PerCoreRecoveryManager {
    */
   repairAllSegments(): number[] {
     const warnings: string[] = [];
-    const floor = this.mode === 'pointInTime' ? this.loadCheckpoint(warnings)?.metadata.epoch ?? null : null;
-    const replay = this.openReplay(new Array<number>(this.layout.numCores).fill(0), floor, (m) => this.warn(warnings, m));
+    const meta = this.loadCheckpoint(warnings)?.metadata ?? null;
+    // What a checkpoint holds is never cut: a segment it did not reset keeps its barrier.
+    const starts = replayStarts(meta, this.layout.numCores, (c) => this.layout.segmentPath(c), this.fs);
+    const replay = this.openReplay(starts, meta?.epoch ?? null, (m) => this.warn(warnings, m));
     try {
       mergeCursors(replay.cursors, () => {}, () => this.progress('replay', replay));
     } finally {
