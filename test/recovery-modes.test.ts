@@ -211,3 +211,25 @@ test('pointInTime after a no-truncate checkpoint: a core cut right after the bar
   assert.deepEqual(keys(after), ['a1', 'b1']);
   assert.equal(after.entriesReplayed, 0);
 });
+
+test('values kept by reference until the end (collectStateChanges: false) recover the same state as copied ones, fast and slow path mixed', () => {
+  const w = buildWal();
+  const seg0 = w.config.segmentPath(0);
+  // Overwrite some keys on the other core so that live values come from both segments.
+  const wal = PerCoreWalManager.open(w.config);
+  wal.writer(1).appendPut(b('a1.0'), b('from core 1'));
+  wal.writer(1).appendDelete(b('a1.1'));
+  wal.syncAll();
+  wal.close();
+  flipByte(seg0, w.starts.get('a3.0')! + 30);   // the rest of core 0 goes through the slow path
+  for (const mode of ['skipAnyCorrupted', 'pointInTime'] as const) {
+    const full = new PerCoreRecoveryManager(w.config, { checkpointDir: w.cpDir, mode }).recover();
+    const lean = new PerCoreRecoveryManager(w.config, { checkpointDir: w.cpDir, mode, collectStateChanges: false }).recover();
+    assert.equal(lean.stateChanges.length, 0);
+    assert.ok(full.stateChanges.length > 0);
+    const dump = (r: PerCoreRecoveredState) => [...r.state.entries()].map(([k, v]) => `${Buffer.from(k)}=${Buffer.from(v)}`).sort();
+    assert.deepEqual(dump(lean), dump(full), mode);
+    assert.equal(lean.state.get('a1.0')!.toString(), mode === 'skipAnyCorrupted' ? 'from core 1' : 'value of a1.0');
+    for (const [k, v] of lean.state.entries()) assert.ok(v instanceof Uint8Array, `${Buffer.from(k)} holds bytes`);
+  }
+});

@@ -53,6 +53,8 @@ const NO_END = Number.MAX_SAFE_INTEGER;
 const BLOCK = 1 << 20;
 const MIN_RECORD = RECORD_HEADER_SIZE + PAYLOAD_HEADER_SIZE;
 const PUT_KEY = PAYLOAD_HEADER_SIZE + 4;
+/** Record starts below 2^37 (128 GiB) pack with a 16-bit core id into a safe integer. */
+const MAX_REF_START = 2 ** 37;
 
 /**
  * Reads one segment for recovery, one entry ahead, applying the recovery mode to every
@@ -191,6 +193,34 @@ export class SegmentCursor {
     const from = p + PUT_KEY + this.dv.getUint32(p + PAYLOAD_HEADER_SIZE, true);
     const v = Buffer.allocUnsafe(p + this.hLen - from);
     this.block.copy(v, 0, from, p + this.hLen);
+    return v;
+  }
+
+  /**
+   * A Put's value by reference: where its record starts in this segment, packed with the
+   * core id as `start * 65536 + coreId` (see {@link SegmentCursor.valueAt}), or -1 when
+   * the head is not on the fast path (then copy it with `headValue`). Replay keeps
+   * references and copies only the values still live at the end, so a WAL that overwrites
+   * keys allocates nothing per overwritten value.
+   */
+  headValueRef(): number {
+    if (this.hOff < 0) return -1;
+    const start = this.headEnd - RECORD_HEADER_SIZE - this.hLen;
+    return start < MAX_REF_START ? start * 65536 + this.coreId : -1;
+  }
+
+  /** The value of the Put record starting at `start` (a position `headValueRef` gave; its CRC was checked then). */
+  valueAt(start: number): Uint8Array {
+    let off = this.ensure(start, RECORD_HEADER_SIZE);
+    const plen = off < 0 ? -1 : this.dv.getUint32(off, true);
+    off = plen < PUT_KEY ? -1 : this.ensure(start, RECORD_HEADER_SIZE + plen);
+    if (off < 0 || this.block[off + RECORD_HEADER_SIZE + 1] !== TAG_PUT) {
+      throw new PerCoreWalError('IO', `${this.path} changed during recovery: no Put record at byte ${start} any more`, { path: this.path, position: start, coreId: this.coreId });
+    }
+    const p = off + RECORD_HEADER_SIZE;
+    const from = p + PUT_KEY + this.dv.getUint32(p + PAYLOAD_HEADER_SIZE, true);
+    const v = Buffer.allocUnsafe(p + plen - from);
+    this.block.copy(v, 0, from, p + plen);
     return v;
   }
 
@@ -416,6 +446,7 @@ export class SegmentCursor {
 
   close(): void {
     this.reader?.close();
+    this.reader = null;
     if (this.fd >= 0) {
       try { this.opts.fs.closeSync(this.fd); } catch { /* read-only descriptor */ }
       this.fd = -1;

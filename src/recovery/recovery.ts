@@ -102,6 +102,22 @@ export interface PerCoreRecoveredState {
   warnings: string[];
 }
 
+/**
+ * Replaces every value reference (see `SegmentCursor.headValueRef`) in `refs` by the
+ * value, reading each segment forward in position order.
+ */
+function materialize(refs: Map<string, Uint8Array | number>, cursors: readonly SegmentCursor[]): void {
+  const pending: [number, string][][] = cursors.map(() => []);
+  for (const [k, v] of refs) {
+    if (typeof v === 'number') pending[v % 65536]!.push([Math.floor(v / 65536), k]);
+  }
+  for (let c = 0; c < pending.length; c++) {
+    const list = pending[c]!.sort((a, b) => a[0] - b[0]);
+    const cursor = cursors[c]!;
+    for (const [start, k] of list) refs.set(k, cursor.valueAt(start));
+  }
+}
+
 /** One segment's statistics (see {@link PerCoreRecoveryManager.segmentStats}). */
 export interface SegmentStats {
   coreId: number;
@@ -273,6 +289,8 @@ export class PerCoreRecoveryManager {
     const replay = this.openReplay(starts, floor, warn);
     const changes: StateChange[] = [];
     const collect = this.collect;
+    // Without a change list, Puts are kept by reference (record position) until the end.
+    const refs = map as unknown as Map<string, Uint8Array | number>;
     const replayed = new Array<number>(this.layout.numCores).fill(0);
     let count = 0;
     try {
@@ -282,9 +300,14 @@ export class PerCoreRecoveryManager {
         switch (c.hTag) {
           case TAG_PUT: {
             const k = c.headMapKey();
-            const v = c.headValue();
-            map.set(k, v);
-            if (collect) changes.push({ key: keyBytes(k), value: v, epoch: c.headEpoch(), coreId: c.coreId });
+            if (collect) {
+              const v = c.headValue();
+              map.set(k, v);
+              changes.push({ key: keyBytes(k), value: v, epoch: c.headEpoch(), coreId: c.coreId });
+            } else {
+              const ref = c.headValueRef();
+              refs.set(k, ref >= 0 ? ref : c.headValue());
+            }
             break;
           }
           case TAG_DELETE: {
@@ -305,6 +328,7 @@ export class PerCoreRecoveryManager {
             break;
         }
       }, () => this.progress('replay', replay));
+      if (!collect) materialize(refs, replay.cursors);
       this.progress('replay', replay);
     } finally {
       for (const c of replay.cursors) c.close();
