@@ -55,6 +55,7 @@ const MIN_RECORD = RECORD_HEADER_SIZE + PAYLOAD_HEADER_SIZE;
 const PUT_KEY = PAYLOAD_HEADER_SIZE + 4;
 /** Record starts below 2^37 (128 GiB) pack with a 16-bit core id into a safe integer. */
 const MAX_REF_START = 2 ** 37;
+const EMPTY = new Uint8Array(0);
 
 /**
  * Reads one segment for recovery, one entry ahead, applying the recovery mode to every
@@ -177,6 +178,29 @@ export class SegmentCursor {
   }
 
   headEpoch(): bigint { return joinU64(this.hEHi, this.hELo); }
+
+  /** After {@link SegmentCursor.loadHeadKey}: the head's key is `kBuf[kStart, kEnd)` (valid until the next advance). */
+  kBuf: Uint8Array = EMPTY;
+  kStart = 0;
+  kEnd = 0;
+
+  /** Points `kBuf`/`kStart`/`kEnd` at a Put's or Delete's key, without copying it. */
+  loadHeadKey(): void {
+    if (this.hOff < 0) {
+      const k = this.hEntry!.key()!;
+      this.kBuf = k; this.kStart = 0; this.kEnd = k.length;
+      return;
+    }
+    const p = this.hOff;
+    this.kBuf = this.block;
+    if (this.hTag === TAG_PUT) {
+      this.kStart = p + PUT_KEY;
+      this.kEnd = this.kStart + this.dv.getUint32(p + PAYLOAD_HEADER_SIZE, true);
+    } else {
+      this.kStart = p + PAYLOAD_HEADER_SIZE;
+      this.kEnd = p + this.hLen;
+    }
+  }
 
   /** A Put's or Delete's key as a map key (one latin1 character per byte). */
   headMapKey(): string {

@@ -10,6 +10,7 @@ import { KvState, keyBytes, type StateView } from '../checkpoint/state.js';
 import { TAG_COMMIT, TAG_DELETE, TAG_PUT } from '../entry/codec.js';
 import { RECOVERY_MODES, SegmentCursor, type BadRecord, type RecoveryMode, type SegmentEnd } from './cursor.js';
 import { mergeCursors } from './merge.js';
+import { DELETED, ReplayTable } from './replay-table.js';
 import { PerCoreWalConfig } from '../manager/config.js';
 
 /** What recovery needs to know about a WAL: where each core's segment is and how it was written. */
@@ -103,18 +104,21 @@ export interface PerCoreRecoveredState {
 }
 
 /**
- * Replaces every value reference (see `SegmentCursor.headValueRef`) in `refs` by the
- * value, reading each segment forward in position order.
+ * Folds the replay table into `map`: deletions, and every live Put's value read from its
+ * record, each segment read forward in position order.
  */
-function materialize(refs: Map<string, Uint8Array | number>, cursors: readonly SegmentCursor[]): void {
+function foldInto(map: Map<string, Uint8Array>, table: ReplayTable, cursors: readonly SegmentCursor[]): void {
   const pending: [number, string][][] = cursors.map(() => []);
-  for (const [k, v] of refs) {
-    if (typeof v === 'number') pending[v % 65536]!.push([Math.floor(v / 65536), k]);
-  }
+  table.forEach((arena, start, end, ref, copy) => {
+    const k = Buffer.from(arena.buffer, arena.byteOffset, arena.byteLength).toString('latin1', start, end);
+    if (ref === DELETED) map.delete(k);
+    else if (copy !== null) map.set(k, copy);
+    else pending[ref % 65536]!.push([Math.floor(ref / 65536), k]);
+  });
   for (let c = 0; c < pending.length; c++) {
     const list = pending[c]!.sort((a, b) => a[0] - b[0]);
     const cursor = cursors[c]!;
-    for (const [start, k] of list) refs.set(k, cursor.valueAt(start));
+    for (const [start, k] of list) map.set(k, cursor.valueAt(start));
   }
 }
 
@@ -289,8 +293,9 @@ export class PerCoreRecoveryManager {
     const replay = this.openReplay(starts, floor, warn);
     const changes: StateChange[] = [];
     const collect = this.collect;
-    // Without a change list, Puts are kept by reference (record position) until the end.
-    const refs = map as unknown as Map<string, Uint8Array | number>;
+    // Without a change list, changes collect in a replay table (no allocation per entry)
+    // and fold into the state at the end, reading only the values still live.
+    const table = collect ? null : new ReplayTable();
     const replayed = new Array<number>(this.layout.numCores).fill(0);
     let count = 0;
     try {
@@ -299,21 +304,27 @@ export class PerCoreRecoveryManager {
         replayed[c.coreId]!++;
         switch (c.hTag) {
           case TAG_PUT: {
-            const k = c.headMapKey();
-            if (collect) {
+            if (table !== null) {
+              c.loadHeadKey();
+              const ref = c.headValueRef();
+              table.set(c.kBuf, c.kStart, c.kEnd, ref >= 0 ? ref : table.copyRef(c.headValue()));
+            } else {
+              const k = c.headMapKey();
               const v = c.headValue();
               map.set(k, v);
               changes.push({ key: keyBytes(k), value: v, epoch: c.headEpoch(), coreId: c.coreId });
-            } else {
-              const ref = c.headValueRef();
-              refs.set(k, ref >= 0 ? ref : c.headValue());
             }
             break;
           }
           case TAG_DELETE: {
-            const k = c.headMapKey();
-            map.delete(k);
-            if (collect) changes.push({ key: keyBytes(k), value: null, epoch: c.headEpoch(), coreId: c.coreId });
+            if (table !== null) {
+              c.loadHeadKey();
+              table.set(c.kBuf, c.kStart, c.kEnd, DELETED);
+            } else {
+              const k = c.headMapKey();
+              map.delete(k);
+              changes.push({ key: keyBytes(k), value: null, epoch: c.headEpoch(), coreId: c.coreId });
+            }
             break;
           }
           case TAG_COMMIT: {
@@ -328,7 +339,7 @@ export class PerCoreRecoveryManager {
             break;
         }
       }, () => this.progress('replay', replay));
-      if (!collect) materialize(refs, replay.cursors);
+      if (table !== null) foldInto(map, table, replay.cursors);
       this.progress('replay', replay);
     } finally {
       for (const c of replay.cursors) c.close();
