@@ -390,7 +390,9 @@ export function decodeBody(buf: Buffer, start: number, end: number, h: Checkpoin
       const vlen = buf.readUInt32LE(p);
       p += 4;
       if (vlen > end - p) throw invalid(path, pos(p), `record ${i}: value of ${vlen} bytes exceeds the body`);
-      sink.put(key, Buffer.from(buf.subarray(p, p + vlen)));
+      const value = Buffer.allocUnsafe(vlen);
+      buf.copy(value, 0, p, p + vlen);
+      sink.put(key, value);
       p += vlen;
     } else if (kind === REC_DELETE && allowDeletes) {
       sink.delete(key);

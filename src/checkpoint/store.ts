@@ -79,7 +79,7 @@ export class CheckpointStore {
   private readonly fullEvery: number;
   private readonly warnHook: ((message: string) => void) | undefined;
   private readonly warningList: string[] = [];
-  private readonly kv: KvState;
+  private kv: KvState;
   private offsets: Map<string, bigint>;
   private wm: bigint | null;
   /** The checkpoint the in-memory state was loaded from or last written as; parent of the next incremental one. */
@@ -132,7 +132,7 @@ export class CheckpointStore {
     }
     const loaded = loadNewestValid(dir, fs, (m) => store.warn(m));
     if (loaded !== null) {
-      for (const [k, v] of loaded.state.map) store.kv.map.set(k, v);
+      store.kv = loaded.state;
       store.offsets = new Map(loaded.metadata.sourceOffsets);
       store.wm = loaded.metadata.watermark;
       store.base = loaded.metadata;
