@@ -48,6 +48,8 @@ export class KvState implements StateView {
   /** @internal */ readonly map = new Map<string, Uint8Array>();
   /** @internal Keys set or deleted since the last checkpoint. */
   readonly dirty = new Set<string>();
+  /** @internal False while the next checkpoint is due to be full: then nobody needs the dirty set. */
+  trackDirty = true;
 
   get size(): number { return this.map.size; }
 
@@ -62,13 +64,13 @@ export class KvState implements StateView {
   /** @internal Sets by map key, marking it dirty. */
   setKey(k: string, value: Uint8Array): void {
     this.map.set(k, value);
-    this.dirty.add(k);
+    if (this.trackDirty) this.dirty.add(k);
   }
 
   /** @internal Deletes by map key, marking it dirty (even if absent: the parent may hold it). */
   deleteKey(k: string): void {
     this.map.delete(k);
-    this.dirty.add(k);
+    if (this.trackDirty) this.dirty.add(k);
   }
 
   clearDirty(): void { this.dirty.clear(); }

@@ -138,6 +138,7 @@ export class CheckpointStore {
       store.base = loaded.metadata;
       store.depth = loaded.chain.length - 1;
     }
+    store.updateTracking();
     return store;
   }
 
@@ -217,7 +218,7 @@ export class CheckpointStore {
       throw new PerCoreWalError('INVALID_ARGUMENT',
         `walPositions, nextSequences and barrierCrcs must have one entry per core (${walPositions.length}, ${nextSequences.length}, ${barrierCrcs.length})`);
     }
-    const incremental = base !== null && !this.fullNext && options.full !== true && this.depth + 1 < this.fullEvery;
+    const incremental = !this.nextIsFull() && options.full !== true;
     const meta = {
       id: cid, epoch, timestamp: BigInt(Date.now()), walPositions, nextSequences, barrierCrcs,
       sourceOffsets: new Map(this.offsets), watermark: this.wm, keyCount: this.kv.size,
@@ -240,6 +241,7 @@ export class CheckpointStore {
     this.base = full;
     this.depth = incremental ? this.depth + 1 : 0;
     this.fullNext = false;
+    this.updateTracking();
     if (this.maxRetained !== Infinity) this.retain(this.maxRetained, false);
     return full;
   }
@@ -382,6 +384,7 @@ export class CheckpointStore {
     if (this.base !== null && this.base.id === m.id) {
       this.base = { ...meta, sizeBytes: written.sizeBytes, changeCount: written.recordCount, checksum: written.bodyCrc };
       this.depth = 0;
+      this.updateTracking();
     }
   }
 
@@ -423,7 +426,20 @@ export class CheckpointStore {
       }
       this.fullNext = true;
       this.depth = 0;
+      this.updateTracking();
     }
+  }
+
+  /** True when the next checkpoint will be a full snapshot whatever changes until then. */
+  private nextIsFull(): boolean {
+    return this.base === null || this.fullNext || this.depth + 1 >= this.fullEvery;
+  }
+
+  /** Changes are recorded for an incremental checkpoint only when one can come next. */
+  private updateTracking(): void {
+    const track = !this.nextIsFull();
+    if (!track) this.kv.clearDirty();
+    this.kv.trackDirty = track;
   }
 
   private syncDir(): void {
