@@ -174,6 +174,12 @@ export class CheckpointStore {
   /** @internal */
   deleteBytes(key: Uint8Array): void { this.kv.deleteKey(mapKey(key)); }
 
+  /** @internal By map key (one latin1 character per byte), taking ownership of `value`. */
+  putByMapKey(key: string, value: Uint8Array): void { this.kv.setKey(key, value); }
+
+  /** @internal */
+  deleteByMapKey(key: string): void { this.kv.deleteKey(key); }
+
   setSourceOffset(source: string, offset: U64Like): void {
     if (typeof source !== 'string') throw new PerCoreWalError('INVALID_ARGUMENT', 'source must be a string');
     if (Buffer.byteLength(source) > 0xffff) throw new PerCoreWalError('INVALID_ARGUMENT', 'source name longer than 65535 bytes');

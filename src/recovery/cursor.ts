@@ -222,7 +222,7 @@ export class SegmentCursor {
 
   /**
    * A Put's value by reference: where its record starts in this segment, packed with the
-   * core id as `start * 65536 + coreId` (see {@link SegmentCursor.valueAt}), or -1 when
+   * core id as `start * 65536 + coreId` (see {@link SegmentCursor.putAt}), or -1 when
    * the head is not on the fast path (then copy it with `headValue`). Replay keeps
    * references and copies only the values still live at the end, so a WAL that overwrites
    * keys allocates nothing per overwritten value.
@@ -233,8 +233,8 @@ export class SegmentCursor {
     return start < MAX_REF_START ? start * 65536 + this.coreId : -1;
   }
 
-  /** The value of the Put record starting at `start` (a position `headValueRef` gave; its CRC was checked then). */
-  valueAt(start: number): Uint8Array {
+  /** Reads back the Put record starting at `start` (a position `headValueRef` gave; its CRC was checked then) into `set`. */
+  putAt(start: number, set: (key: string, value: Uint8Array) => void): void {
     let off = this.ensure(start, RECORD_HEADER_SIZE);
     const plen = off < 0 ? -1 : this.dv.getUint32(off, true);
     off = plen < PUT_KEY ? -1 : this.ensure(start, RECORD_HEADER_SIZE + plen);
@@ -242,10 +242,11 @@ export class SegmentCursor {
       throw new PerCoreWalError('IO', `${this.path} changed during recovery: no Put record at byte ${start} any more`, { path: this.path, position: start, coreId: this.coreId });
     }
     const p = off + RECORD_HEADER_SIZE;
-    const from = p + PUT_KEY + this.dv.getUint32(p + PAYLOAD_HEADER_SIZE, true);
+    const ks = p + PUT_KEY;
+    const from = ks + this.dv.getUint32(p + PAYLOAD_HEADER_SIZE, true);
     const v = Buffer.allocUnsafe(p + plen - from);
     this.block.copy(v, 0, from, p + plen);
-    return v;
+    set(this.block.toString('latin1', ks, from), v);
   }
 
   /** A Put's or Delete's key, as a buffer of its own. */

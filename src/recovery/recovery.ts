@@ -10,7 +10,7 @@ import { KvState, keyBytes, type StateView } from '../checkpoint/state.js';
 import { TAG_COMMIT, TAG_DELETE, TAG_PUT } from '../entry/codec.js';
 import { RECOVERY_MODES, SegmentCursor, type BadRecord, type RecoveryMode, type SegmentEnd } from './cursor.js';
 import { mergeCursors } from './merge.js';
-import { DELETED, ReplayTable } from './replay-table.js';
+import { DELETED, foldReplay, ReplayTable } from './replay-table.js';
 import { PerCoreWalConfig } from '../manager/config.js';
 
 /** What recovery needs to know about a WAL: where each core's segment is and how it was written. */
@@ -101,25 +101,6 @@ export interface PerCoreRecoveredState {
   segments: SegmentRecovery[];
   /** Skipped checkpoints, dropped tails, cut segments, skipped bytes. */
   warnings: string[];
-}
-
-/**
- * Folds the replay table into `map`: deletions, and every live Put's value read from its
- * record, each segment read forward in position order.
- */
-function foldInto(map: Map<string, Uint8Array>, table: ReplayTable, cursors: readonly SegmentCursor[]): void {
-  const pending: [number, string][][] = cursors.map(() => []);
-  table.forEach((arena, start, end, ref, copy) => {
-    const k = Buffer.from(arena.buffer, arena.byteOffset, arena.byteLength).toString('latin1', start, end);
-    if (ref === DELETED) map.delete(k);
-    else if (copy !== null) map.set(k, copy);
-    else pending[ref % 65536]!.push([Math.floor(ref / 65536), k]);
-  });
-  for (let c = 0; c < pending.length; c++) {
-    const list = pending[c]!.sort((a, b) => a[0] - b[0]);
-    const cursor = cursors[c]!;
-    for (const [start, k] of list) map.set(k, cursor.valueAt(start));
-  }
 }
 
 /** One segment's statistics (see {@link PerCoreRecoveryManager.segmentStats}). */
@@ -339,7 +320,7 @@ export class PerCoreRecoveryManager {
             break;
         }
       }, () => this.progress('replay', replay));
-      if (table !== null) foldInto(map, table, replay.cursors);
+      if (table !== null) foldReplay(table, replay.cursors, (k, v) => map.set(k, v), (k) => map.delete(k));
       this.progress('replay', replay);
     } finally {
       for (const c of replay.cursors) c.close();

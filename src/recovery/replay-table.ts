@@ -1,4 +1,5 @@
 import { assert } from '../util/assert.js';
+import type { SegmentCursor } from './cursor.js';
 
 /** A value slot: a Put's packed record reference (>= 0), a deletion, or a copied value (index into `copies`). */
 export const DELETED = -1;
@@ -122,4 +123,27 @@ export function hashBytes(buf: Uint8Array, start: number, end: number): number {
   h ^= h >>> 13;
   h = Math.imul(h, 0xc2b2ae35);
   return h ^ (h >>> 16);
+}
+
+/**
+ * Hands every final change of `table` to `set` / `del` by map key: deletions, copied
+ * values, and each live Put read back from its record (key and value), the references
+ * sorted so that every segment is read forward.
+ */
+export function foldReplay(
+  table: ReplayTable, cursors: readonly SegmentCursor[], set: (key: string, value: Uint8Array) => void, del: (key: string) => void,
+): void {
+  const refs = new Float64Array(table.size);
+  let n = 0;
+  table.forEach((arena, start, end, ref, copy) => {
+    if (ref >= 0) { refs[n++] = ref; return; }
+    const k = Buffer.from(arena.buffer, arena.byteOffset, arena.byteLength).toString('latin1', start, end);
+    if (ref === DELETED) del(k); else set(k, copy!);
+  });
+  // start * 65536 + core: ascending means ascending positions within each core.
+  const sorted = refs.subarray(0, n).sort();
+  for (let i = 0; i < n; i++) {
+    const ref = sorted[i]!;
+    cursors[ref % 65536]!.putAt(Math.floor(ref / 65536), set);
+  }
 }
