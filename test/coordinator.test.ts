@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 import {
   CheckpointStore, PerCoreCheckpointCoordinator, PerCoreRecoveryManager, PerCoreWalConfig, PerCoreWalError, PerCoreWalManager,
-  PerCoreWalReader, recoverPerCore,
+  PerCoreWalReader, recoverPerCore, type IoFd, type StorageIo,
 } from '../src/index.js';
 import { b, tempDir } from './helpers/tmp.js';
 
@@ -130,6 +130,14 @@ test('bad arguments and poisoned writers fail before any barrier is written', ()
   assert.deepEqual(wal.positions(), before);
   assert.equal(coord.epoch(), epoch);
   assert.throws(() => PerCoreCheckpointCoordinator.create({} as PerCoreWalManager, coord.store()), code('INVALID_ARGUMENT'));
+  // A write submitted through StorageIo and not completed: refused before any barrier.
+  let token = 0;
+  const sio = { submitWrite: () => ++token, flush: () => 0 } as unknown as StorageIo;
+  wal.writer(1).appendPutViaStorageIo(b('k'), b('v'), sio, 99 as IoFd);
+  const pos = wal.positions();
+  assert.throws(() => coord.createCheckpoint(6), code('SYNC_IN_FLIGHT'));
+  assert.deepEqual(wal.positions(), pos);
+  assert.equal(coord.epoch(), epoch);
 });
 
 test('create() moves a WAL reopened without options up to the checkpoint; entries written before that still recover', () => {

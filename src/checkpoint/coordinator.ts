@@ -163,6 +163,10 @@ export class PerCoreCheckpointCoordinator {
       if (poison !== null) {
         throw new PerCoreWalError('POISONED', `cannot checkpoint: the writer of core ${c} is poisoned (${poison.message})`, { coreId: c, path: w.path(), cause: poison });
       }
+      if (w.isSyncPending() || w.writesInFlight() > 0) {
+        throw new PerCoreWalError('SYNC_IN_FLIGHT', `cannot checkpoint: core ${c} has StorageIo operations in flight; feed their completions to checkAllCompletions first`,
+          { coreId: c, path: w.path() });
+      }
     }
     const cfg = wal.config();
     // Where the entries the previous checkpoint does not hold begin: after its barrier in a
