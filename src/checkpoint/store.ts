@@ -61,6 +61,9 @@ const DEFAULT_FULL_EVERY = 8;
  * place. Checkpoints are incremental: a file holds only the keys set or deleted since its
  * parent, with a full snapshot every `fullEvery` checkpoints.
  *
+ * Values loaded from checkpoint files are views into the file's buffer: copy one you keep
+ * long after the state that held it is gone (`Buffer.from(value)`).
+ *
  * @example
  * ```ts
  * const store = CheckpointStore.open({ checkpointDir: '/data/checkpoints', fullEvery: 4 });
