@@ -1,0 +1,14 @@
+/**
+ * corewal/testing — tools for testing code built on corewal (and corewal itself) against
+ * crashes and I/O failures: a simulated disk that can lose power, fault-injecting file
+ * layers, and a seeded random generator for replayable tests.
+ * @packageDocumentation
+ */
+export { Rng } from './rng.js';
+export { SimDisk } from './sim-disk.js';
+export type { SimDiskOptions, CrashOptions, CrashReport } from './sim-disk.js';
+export { FaultyFs } from './faulty-fs.js';
+export { FaultInjector } from './faults.js';
+export type { FaultRule, FaultHandle, FsCall, FsOp } from './faults.js';
+export { systemError } from './system-error.js';
+export type { FaultCode, SimSystemError } from './system-error.js';
