@@ -1,0 +1,29 @@
+import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Rng } from '../../src/testing/index.js';
+import type { TortureSuite } from './harness.js';
+import { killRound } from './kill.js';
+
+/**
+ * Real SIGKILLs for the long torture run: each seed is one kill of a child resuming a
+ * segment that earlier kills left (a fresh segment every 40 kills keeps scans short).
+ * Kill timing is real time, so a seed fixes the workload and the delay but not the exact
+ * byte the child had reached.
+ */
+export function killSuite(): TortureSuite & { cleanup(): void } {
+  const root = mkdtempSync(join(tmpdir(), 'corewal-torture-kill-'));
+  let lane = 0;
+  let rounds = 0;
+  return {
+    name: 'kill',
+    async run(seed: number) {
+      if (rounds++ % 40 === 0) mkdirSync(join(root, String(++lane)));
+      const rng = new Rng(seed);
+      const preallocate = [0, 65536, 4 << 20][lane % 3]!;
+      await killRound(join(root, String(lane), 'wal-0.log'), seed, rng.range(50, 400), preallocate);
+      return { iterations: 1, crashes: 1 };
+    },
+    cleanup: () => rmSync(root, { recursive: true, force: true }),
+  };
+}
