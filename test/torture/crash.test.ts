@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
+import { runManagerCrashSeed } from './manager-crash.js';
 import { runWriterCrashSeed } from './writer-crash.js';
 
 // Seeds are fixed so that `npm test` is reproducible; `npm run torture` draws new ones.
@@ -18,4 +19,10 @@ test('writer with injected EIO/ENOSPC faults, then crashes: poisoned, never lyin
   let crashes = 0;
   for (let seed = 1; seed <= 80; seed++) crashes += runWriterCrashSeed(seed, { faults: true }).crashes;
   assert.ok(crashes >= 300, `only ${crashes} crashes`);
+});
+
+test('manager through simulated crashes (directories too): 100 seeds, open always succeeds, synced data survives, resumes after every survivor', () => {
+  let crashes = 0;
+  for (let seed = 1; seed <= 100; seed++) crashes += runManagerCrashSeed(seed).crashes;
+  assert.ok(crashes >= 500, `only ${crashes} crashes`);
 });
