@@ -1,5 +1,5 @@
 import type { WalFs } from '../io/fs.js';
-import type { FaultCode } from './system-error.js';
+import type { FsFaultCode } from './system-error.js';
 
 /** A `WalFs` method name. */
 export type FsOp = keyof WalFs;
@@ -21,7 +21,7 @@ export interface FsCall {
  * Which calls fail and how. A rule matches calls by method, path and predicate; among
  * matching calls it skips `nth - 1`, then fails `count` of them.
  */
-export interface FaultRule {
+export interface FsFaultRule {
   /** Method(s) the rule applies to; every method when absent. */
   op?: FsOp | readonly FsOp[];
   /** Only calls on this path (exact) or on paths the RegExp matches. */
@@ -33,7 +33,7 @@ export interface FaultRule {
   /** How many matching calls fail, from the nth on. Default 1; `Infinity` for all later ones. */
   count?: number;
   /** The error code. Default `EIO`. */
-  code?: FaultCode;
+  code?: FsFaultCode;
   /**
    * Writes only: transfer a pseudo-random prefix of the bytes before failing, as a device
    * that fails mid-request can. Default false: nothing is written.
@@ -42,8 +42,8 @@ export interface FaultRule {
 }
 
 /** A rule once installed: how often it fired, and a way to remove it. */
-export interface FaultHandle {
-  readonly rule: FaultRule;
+export interface FsFaultHandle {
+  readonly rule: FsFaultRule;
   /** Matching calls seen so far. */
   readonly matched: number;
   /** Calls this rule failed so far. */
@@ -51,11 +51,11 @@ export interface FaultHandle {
   remove(): void;
 }
 
-class InstalledRule implements FaultHandle {
+class InstalledRule implements FsFaultHandle {
   matched = 0;
   fired = 0;
   removed = false;
-  constructor(readonly rule: FaultRule) {}
+  constructor(readonly rule: FsFaultRule) {}
   remove(): void { this.removed = true; }
 
   /** True when `call` matches and falls in the rule's window. */
@@ -83,13 +83,13 @@ class InstalledRule implements FaultHandle {
  * The rule engine shared by {@link SimDisk} and {@link FaultyFs}: each call is checked
  * against the installed rules, in installation order, before it runs.
  */
-export class FaultInjector {
+export class FsFaultInjector {
   private rules: InstalledRule[] = [];
   private calls = 0;
   private readonly perOp = new Map<FsOp, number>();
 
   /** Installs a rule; returns its handle. */
-  inject(rule: FaultRule): FaultHandle {
+  inject(rule: FsFaultRule): FsFaultHandle {
     const r = new InstalledRule(rule);
     this.rules.push(r);
     return r;
@@ -107,12 +107,12 @@ export class FaultInjector {
   }
 
   /** Counts the call and returns the rule that fails it, or null. */
-  check(op: FsOp, path: string | undefined, extra: { length?: number; position?: number } = {}): FaultRule | null {
+  check(op: FsOp, path: string | undefined, extra: { length?: number; position?: number } = {}): FsFaultRule | null {
     this.calls++;
     this.perOp.set(op, (this.perOp.get(op) ?? 0) + 1);
     if (this.rules.length === 0) return null;
     const call: FsCall = { op, path, index: this.calls, ...extra };
-    let hit: FaultRule | null = null;
+    let hit: FsFaultRule | null = null;
     for (const r of this.rules) if (r.take(call) && hit === null) hit = r.rule;
     return hit;
   }

@@ -1,5 +1,5 @@
 import { realFs, type WalFs } from '../io/fs.js';
-import { FaultInjector, type FaultHandle, type FaultRule, type FsOp } from './faults.js';
+import { FsFaultInjector, type FsFaultHandle, type FsFaultRule, type FsOp } from './faults.js';
 import { Rng } from './rng.js';
 import { systemError } from './system-error.js';
 
@@ -23,7 +23,7 @@ import { systemError } from './system-error.js';
  */
 export class FaultyFs implements WalFs {
   private readonly inner: WalFs;
-  private readonly faults = new FaultInjector();
+  private readonly faults = new FsFaultInjector();
   private readonly paths = new Map<number, string>();
   private readonly rng: Rng;
 
@@ -32,8 +32,8 @@ export class FaultyFs implements WalFs {
     this.rng = new Rng(options.seed ?? 1);
   }
 
-  /** Fails calls matching `rule`; see {@link FaultRule}. */
-  injectFault(rule: FaultRule): FaultHandle {
+  /** Fails calls matching `rule`; see {@link FsFaultRule}. */
+  injectFault(rule: FsFaultRule): FsFaultHandle {
     return this.faults.inject(rule);
   }
 

@@ -1,9 +1,9 @@
 import { constants as fsConstants } from 'node:fs';
 import { posix } from 'node:path';
 import type { WalFs } from '../io/fs.js';
-import { FaultInjector, type FaultHandle, type FaultRule, type FsOp } from './faults.js';
+import { FsFaultInjector, type FsFaultHandle, type FsFaultRule, type FsOp } from './faults.js';
 import { Rng } from './rng.js';
-import { systemError, type FaultCode } from './system-error.js';
+import { systemError, type FsFaultCode } from './system-error.js';
 
 /** Growable byte contents of one file. */
 class Bytes {
@@ -148,7 +148,7 @@ export interface CrashReport {
 export class SimDisk implements WalFs {
   private readonly opts: Required<Omit<SimDiskOptions, 'capacity'>> & { capacity: number };
   private readonly rng: Rng;
-  private readonly faults = new FaultInjector();
+  private readonly faults = new FsFaultInjector();
   private inodes = new Map<number, Inode>();
   private nextIno = 1;
   /** The namespace as calls see it. */
@@ -181,7 +181,7 @@ export class SimDisk implements WalFs {
    * disk.injectFault({ op: 'fdatasyncSync', path: /wal-1/, count: Infinity });
    * ```
    */
-  injectFault(rule: FaultRule): FaultHandle {
+  injectFault(rule: FsFaultRule): FsFaultHandle {
     return this.faults.inject(rule);
   }
 
@@ -195,7 +195,7 @@ export class SimDisk implements WalFs {
     return this.faults.callCount(op);
   }
 
-  private fault(op: FsOp, path: string | undefined, syscall: string, extra?: { length?: number; position?: number }): FaultRule | null {
+  private fault(op: FsOp, path: string | undefined, syscall: string, extra?: { length?: number; position?: number }): FsFaultRule | null {
     const rule = this.faults.check(op, path, extra);
     if (rule !== null && !(rule.partial && (op === 'writeSync' || op === 'writevSync'))) {
       throw systemError(rule.code ?? 'EIO', syscall, path);
@@ -687,6 +687,6 @@ function parseFlags(flags: string | number): Flags {
     case 'r': return { read: true, write: plus, create: false, excl: false, trunc: false, append: false };
     case 'w': return { read: plus, write: true, create: true, excl, trunc: true, append: false };
     case 'a': return { read: plus, write: true, create: true, excl, trunc: false, append: true };
-    default: throw systemError('EINVAL' as FaultCode, 'open');
+    default: throw systemError('EINVAL' as FsFaultCode, 'open');
   }
 }

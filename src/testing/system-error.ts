@@ -1,9 +1,9 @@
 import { constants } from 'node:os';
 
 /** The OS error codes the fault injectors produce. */
-export type FaultCode = 'EIO' | 'ENOSPC' | 'EDQUOT' | 'EROFS' | 'EBADF' | 'ENOENT' | 'EEXIST' | 'EISDIR' | 'ENOTDIR' | 'ENOTEMPTY' | 'EINVAL';
+export type FsFaultCode = 'EIO' | 'ENOSPC' | 'EDQUOT' | 'EROFS' | 'EBADF' | 'ENOENT' | 'EEXIST' | 'EISDIR' | 'ENOTDIR' | 'ENOTEMPTY' | 'EINVAL';
 
-const MESSAGES: Record<FaultCode, string> = {
+const MESSAGES: Record<FsFaultCode, string> = {
   EIO: 'i/o error',
   ENOSPC: 'no space left on device',
   EDQUOT: 'quota exceeded',
@@ -19,7 +19,7 @@ const MESSAGES: Record<FaultCode, string> = {
 
 /** The shape of Node's `SystemError` for a failed fs call. */
 export interface SimSystemError extends Error {
-  code: FaultCode;
+  code: FsFaultCode;
   /** Negative, as Node reports it (e.g. -5 for EIO). */
   errno: number;
   syscall: string;
@@ -35,7 +35,7 @@ export interface SimSystemError extends Error {
  * throw systemError('EIO', 'fdatasync');   // EIO: i/o error, fdatasync   (errno -5)
  * ```
  */
-export function systemError(code: FaultCode, syscall: string, path?: string): SimSystemError {
+export function systemError(code: FsFaultCode, syscall: string, path?: string): SimSystemError {
   const errno = -((constants.errno as Record<string, number>)[code] ?? 5);
   const where = path !== undefined ? ` '${path}'` : '';
   const e = new Error(`${code}: ${MESSAGES[code]}, ${syscall}${where}`) as SimSystemError;
