@@ -21,7 +21,10 @@ export function killSuite(): TortureSuite & { cleanup(): void } {
       if (rounds++ % 40 === 0) mkdirSync(join(root, String(++lane)));
       const rng = new Rng(seed);
       const preallocate = [0, 65536, 4 << 20][lane % 3]!;
-      await killRound(join(root, String(lane), 'wal-0.log'), seed, rng.range(50, 400), preallocate);
+      const target = lane % 2 === 0
+        ? { mode: 'writer' as const, segment: join(root, String(lane), 'wal-0.log') }
+        : { mode: 'manager' as const, dir: join(root, String(lane), 'wal'), cores: 1 + (lane % 4) };
+      await killRound(target, seed, rng.range(50, 400), preallocate);
       return { iterations: 1, crashes: 1 };
     },
     cleanup: () => rmSync(root, { recursive: true, force: true }),

@@ -1,3 +1,8 @@
+/** The key the kill child writes for a core and sequence. */
+export function killKey(coreId: number, seq: bigint): Buffer {
+  return Buffer.from(`c${coreId}-k${seq}`);
+}
+
 /** The value the kill child writes for a sequence, so the parent can check every byte. */
 export function killValue(seq: bigint): Buffer {
   const n = Number(seq % 997n);
