@@ -26,3 +26,9 @@ test('manager through simulated crashes (directories too): 100 seeds, open alway
   for (let seed = 1; seed <= 100; seed++) crashes += runManagerCrashSeed(seed).crashes;
   assert.ok(crashes >= 500, `only ${crashes} crashes`);
 });
+
+test('manager with injected EIO/ENOSPC faults, then crashes: failures poison, open still recovers everything synced', () => {
+  let crashes = 0;
+  for (let seed = 1; seed <= 100; seed++) crashes += runManagerCrashSeed(seed, { faults: true }).crashes;
+  assert.ok(crashes >= 500, `only ${crashes} crashes`);
+});

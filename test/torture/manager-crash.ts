@@ -43,6 +43,8 @@ export class ManagerCrashRun {
   private readonly preallocate: number;
   crashes = 0;
   steps = 0;
+  /** I/O failures the workload met (fault mode). */
+  failures = 0;
 
   constructor(readonly seed: number, private readonly options: { faults?: boolean; cycles?: number } = {}) {
     this.rng = new Rng(seed);
@@ -148,15 +150,21 @@ export class ManagerCrashRun {
   }
 
   private barrierAll(m: PerCoreWalManager): void {
-    const before = this.cores.map((_, c) => ({ pos: m.writer(c).position(), seq: m.writer(c).sequence(), ts: m.writer(c).lastTimestampNs() }));
     this.trail.add(`writeEpochBarrierAll @${m.epoch()}`);
-    m.writeEpochBarrierAll();
-    for (let c = 0; c < this.numCores; c++) {
+    // Recorded first as records that may exist: if one core fails, the others' barriers may be on disk.
+    const recs = this.cores.map((core, c) => {
       const w = m.writer(c);
-      const b = before[c]!;
-      const ts = this.lastClockFor(c, b.ts, w.lastTimestampNs());
-      this.cores[c]!.recs.push({ pos: b.pos, end: w.position(), sequence: b.seq, epoch: w.epoch(), timestampNs: ts, op: { type: 'epochBarrier', epoch: w.epoch() } });
-    }
+      const rec: Rec = { maybe: true, pos: w.position(), end: -1, sequence: w.sequence(), epoch: w.epoch(), timestampNs: w.lastTimestampNs(), op: { type: 'epochBarrier', epoch: w.epoch() } };
+      core.recs.push(rec);
+      return rec;
+    });
+    m.writeEpochBarrierAll();
+    recs.forEach((rec, c) => {
+      const w = m.writer(c);
+      rec.timestampNs = this.lastClockFor(c, rec.timestampNs, w.lastTimestampNs());
+      rec.end = w.position();
+      rec.maybe = false;
+    });
   }
 
   /** Barriers of several cores are stamped by several clock reads; the writer's own value is checked against its floor. */
@@ -168,6 +176,65 @@ export class ManagerCrashRun {
   private workload(m: PerCoreWalManager, steps: number): void {
     for (let i = 0; i < steps; i++) {
       this.steps++;
+      if (this.options.faults && this.rng.bool(0.06)) this.injectOne();
+      const before = m.syncedPositions();
+      let recurse = false;
+      try {
+        recurse = this.step(m, steps - i - 1);
+      } catch (e) {
+        if (e instanceof TortureFailure) throw e;
+        if (!(e instanceof PerCoreWalError)) this.fail(`untyped failure: ${String((e as Error)?.stack ?? e)}`);
+        if (!this.options.faults) this.fail(`unexpected ${e.code}: ${e.message}`);
+        this.check(e.code === 'IO' && typeof e.errno === 'number' && e.errno > 0, `a failed operation reported ${e.code} (errno ${e.errno}), expected IO with errno: ${e.message}`);
+        this.trail.add(`  -> ${e.code} errno ${e.errno} on core ${e.coreId}`);
+        this.afterFailure(m, before);
+        return;
+      }
+      if (recurse) return;
+      for (let k = 0; k < this.numCores; k++) {
+        // Claims go down only through truncation.
+        this.cores[k]!.claimed = m.writer(k).syncedPosition();
+      }
+    }
+    this.disk.clearFaults();
+    if (this.rng.bool(0.4)) {
+      this.trail.add('close');
+      m.close();
+    }
+  }
+
+  private injectOne(): void {
+    const op = this.rng.pick(['writeSync', 'fdatasyncSync', 'fdatasyncSync', 'ftruncateSync'] as const);
+    const code = this.rng.pick(['EIO', 'ENOSPC'] as const);
+    const core = this.rng.int(this.numCores + 1);
+    const path = core === this.numCores ? undefined : `${BASE}/wal-${core}.log`;
+    this.trail.add(`fault: ${op} ${code} on ${path ?? 'any file'}`);
+    this.disk.injectFault({ op, code, path, nth: this.rng.range(1, 3), partial: this.rng.bool(0.5) });
+  }
+
+  /** After a failure: poisoned writers refuse everything and claim nothing new; then the process dies. */
+  private afterFailure(m: PerCoreWalManager, before: number[]): void {
+    this.failures++;
+    this.disk.clearFaults();
+    let poisoned = 0;
+    for (let k = 0; k < this.numCores; k++) {
+      const w = m.writer(k);
+      if (!w.isPoisoned()) continue;
+      poisoned++;
+      this.check(w.syncedPosition() === before[k], `core ${k}: syncedPosition moved from ${before[k]} to ${w.syncedPosition()} in the failed operation (SPEC 1)`);
+      for (const [name, f] of [['appendPut', () => w.appendPut(Buffer.from('x'), Buffer.from('y'))], ['sync', () => w.sync()]] as const) {
+        let code = '';
+        try { f(); } catch (e) { code = (e as PerCoreWalError).code; }
+        this.check(code === 'POISONED', `core ${k}: ${name} on a poisoned writer gave ${code || 'success'} (SPEC 3)`);
+      }
+    }
+    this.check(poisoned > 0, 'an I/O failure poisoned no writer');
+    for (let k = 0; k < this.numCores; k++) this.cores[k]!.claimed = m.writer(k).syncedPosition();
+  }
+
+  /** One random step; true when it handed the rest of the workload to a reopened manager. */
+  private step(m: PerCoreWalManager, remaining: number): boolean {
+    {
       const r = this.rng.float();
       const c = this.rng.int(this.numCores);
       if (r < 0.45) this.append(m, c, 'put');
@@ -203,26 +270,19 @@ export class ManagerCrashRun {
         for (const core of this.cores) core.recs = [];
       } else if (r < 0.93) {
         this.trail.add('close + open (no crash)');
+        this.disk.clearFaults();
         m.close();
         const m2 = this.open();
-        // Carry on with the new manager: swap by recursion on the remaining steps.
-        this.workload(m2, steps - i - 1);
-        return;
+        // Carry on with the new manager for the remaining steps.
+        this.workload(m2, remaining);
+        return true;
       } else if (r < 0.95) {
         this.trail.add('crash-now (mid-workload, verified, writer goes on)');
         this.verify(this.disk.crash(this.rng.fork()));
         this.crashes++;
       } else this.append(m, c, 'put');
-      for (let k = 0; k < this.numCores; k++) {
-        const w = m.writer(k);
-        // Claims go down only through truncation.
-        this.cores[k]!.claimed = w.syncedPosition();
-      }
     }
-    if (this.rng.bool(0.4)) {
-      this.trail.add('close');
-      m.close();
-    }
+    return false;
   }
 
   private crash(): void {
@@ -261,8 +321,9 @@ export class ManagerCrashRun {
   }
 }
 
-export function runManagerCrashSeed(seed: number, options: { cycles?: number } = {}): SeedResult {
+export function runManagerCrashSeed(seed: number, options: { cycles?: number; faults?: boolean } = {}): SeedResult {
   return new ManagerCrashRun(seed, options).run();
 }
 
 export const managerCrashSuite: TortureSuite = { name: 'manager-crash', run: (seed) => runManagerCrashSeed(seed) };
+export const managerFaultSuite: TortureSuite = { name: 'manager-faults', run: (seed) => runManagerCrashSeed(seed, { faults: true }) };
