@@ -137,7 +137,8 @@ export interface CrashReport {
  * const w = CoreWalWriter.create(0, '/wal/wal-0.log', { fs: disk, preallocate: 0 });
  * w.appendPut(Buffer.from('k'), Buffer.from('v'));
  * w.sync();
- * w.appendPut(Buffer.from('k2'), Buffer.from('v2'));   // never synced
+ * w.appendPut(Buffer.from('k2'), Buffer.from('v2'));
+ * w.flush();                                          // written, never synced
  * const after = disk.crash(7);                        // one possible post-crash disk
  * const scan = scanSegment(0, '/wal/wal-0.log', { fs: after });
  * // scan.entries is 1 or 2, never 0; the second is whole or absent
