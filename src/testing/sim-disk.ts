@@ -106,6 +106,13 @@ export interface CrashOptions {
   zeroExtend?: number;
   /** Chance per directory that its unsynced entry operations are all kept; otherwise a random prefix. Default 0.5. */
   keepDirOps?: number;
+  /**
+   * Chance that a torn write keeps a random subset of its pages instead of a prefix, as
+   * writeback of one large write can persist its pages in any order. Default 0.3.
+   */
+  pageTear?: number;
+  /** Page size for `pageTear`, in bytes. Default 4096. */
+  pageSize?: number;
 }
 
 /** What a crash did, for messages when a check fails. */
@@ -216,6 +223,8 @@ export class SimDisk implements WalFs {
     const pReorder = options.reorder ?? 0.25;
     const pZero = options.zeroExtend ?? 0.25;
     const pKeepDir = options.keepDirOps ?? 0.5;
+    const pPages = options.pageTear ?? 0.3;
+    const pageSize = options.pageSize ?? 4096;
     const report: CrashReport = { files: [], dirOpsPending: this.dirOps.length, dirOpsKept: 0 };
 
     // Directory entries: per directory, every unsynced operation or a random prefix of them.
@@ -256,10 +265,18 @@ export class SimDisk implements WalFs {
         const next = ops[n]!;
         if (next.kind === 'write' && next.data.length > 0 && rng.bool(pTear)) {
           torn = true;
-          const cut = rng.int(next.data.length);
           const end = next.off + next.data.length;
           if (end > data.len && rng.bool(pZero)) data.truncate(end);
-          data.write(next.off, next.data.subarray(0, cut));
+          if (rng.bool(pPages)) {
+            // Pages of the write (aligned to file offsets) persist independently.
+            for (let p = next.off - (next.off % pageSize); p < end; p += pageSize) {
+              if (!rng.bool(0.5)) continue;
+              const from = Math.max(p, next.off), to = Math.min(p + pageSize, end);
+              data.write(from, next.data.subarray(from - next.off, to - next.off));
+            }
+          } else {
+            data.write(next.off, next.data.subarray(0, rng.int(next.data.length)));
+          }
         }
         if (rng.bool(pReorder)) {
           for (let i = n + 1; i < ops.length; i++) {
