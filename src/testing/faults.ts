@@ -81,7 +81,16 @@ class InstalledRule implements FsFaultHandle {
 
 /**
  * The rule engine shared by {@link SimDisk} and {@link FaultyFs}: each call is checked
- * against the installed rules, in installation order, before it runs.
+ * against the installed rules, in installation order, before it runs. Use it to give a
+ * file layer of your own the same fault rules.
+ *
+ * @example
+ * ```ts
+ * const faults = new FsFaultInjector();
+ * faults.inject({ op: 'fdatasyncSync', nth: 2, code: 'EIO' });
+ * faults.check('fdatasyncSync', '/wal/wal-0.log'); // null: the first passes
+ * faults.check('fdatasyncSync', '/wal/wal-0.log'); // the rule: fail this one with EIO
+ * ```
  */
 export class FsFaultInjector {
   private rules: InstalledRule[] = [];

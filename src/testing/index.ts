@@ -5,7 +5,7 @@
  * @packageDocumentation
  */
 export { Rng } from './rng.js';
-export { SimDisk } from './sim-disk.js';
+export { SimDisk, SimPowerLoss } from './sim-disk.js';
 export type { SimDiskOptions, CrashOptions, CrashReport } from './sim-disk.js';
 export { FaultyFs } from './faulty-fs.js';
 export { FsFaultInjector } from './faults.js';

@@ -80,6 +80,15 @@ interface OpenFile {
   cursor: number;
 }
 
+/** What every call of a {@link SimDisk} throws once its power was cut ({@link SimDisk.powerCut}). */
+export class SimPowerLoss extends Error {
+  readonly code = 'SIM_POWER_LOSS';
+  constructor(readonly op: string, readonly path?: string) {
+    super(`simulated power loss at ${op}${path !== undefined ? ` on ${path}` : ''}`);
+    this.name = 'SimPowerLoss';
+  }
+}
+
 /** How a {@link SimDisk} behaves; every field is optional. */
 export interface SimDiskOptions {
   /** Seed of the disk's own randomness (partial writes of faults). Default 1. */
@@ -166,6 +175,7 @@ export class SimDisk implements WalFs {
   private dirOps: DirOp[] = [];
   private fds = new Map<number, OpenFile>();
   private nextFd = 100;
+  private cut: { at: number; rng: Rng; options: CrashOptions; result: SimDisk | null } | null = null;
   /** Report of the crash that produced this disk, if any. */
   lastCrash: CrashReport | null = null;
 
@@ -203,8 +213,40 @@ export class SimDisk implements WalFs {
     return this.faults.callCount(op);
   }
 
+  /**
+   * Cuts the power after `calls` more calls: the next call and every later one throw
+   * {@link SimPowerLoss}, and {@link SimDisk.afterPowerCut} holds the disk a crash at that
+   * moment left. Lets a test crash in the middle of anything (an open, a truncate, a
+   * checkpoint) rather than only between its own steps.
+   *
+   * @example
+   * ```ts
+   * disk.powerCut(rng.int(200), rng);
+   * try { runWorkload(disk); } catch (e) { if (disk.afterPowerCut === null) throw e; }
+   * const survivor = disk.afterPowerCut ?? disk.crash(rng);
+   * ```
+   */
+  powerCut(calls: number, rngOrSeed: Rng | number, options: CrashOptions = {}): void {
+    const rng = typeof rngOrSeed === 'number' ? new Rng(rngOrSeed) : rngOrSeed;
+    this.cut = { at: this.faults.callCount() + Math.max(0, calls), rng, options, result: null };
+  }
+
+  /** The post-crash disk once an armed {@link SimDisk.powerCut} has happened, else null. */
+  get afterPowerCut(): SimDisk | null {
+    return this.cut?.result ?? null;
+  }
+
+  private enter(op: FsOp, path: string | undefined, extra?: { length?: number; position?: number }): FsFaultRule | null {
+    const cut = this.cut;
+    if (cut !== null && this.faults.callCount() >= cut.at) {
+      cut.result ??= this.crash(cut.rng, cut.options);
+      throw new SimPowerLoss(op, path);
+    }
+    return this.faults.check(op, path, extra);
+  }
+
   private fault(op: FsOp, path: string | undefined, syscall: string, extra?: { length?: number; position?: number }): FsFaultRule | null {
-    const rule = this.faults.check(op, path, extra);
+    const rule = this.enter(op, path, extra);
     if (rule !== null && !(rule.partial && (op === 'writeSync' || op === 'writevSync'))) {
       throw systemError(rule.code ?? 'EIO', syscall, path);
     }
@@ -372,7 +414,7 @@ export class SimDisk implements WalFs {
   }
 
   existsSync(path: string): boolean {
-    this.faults.check('existsSync', path);
+    this.enter('existsSync', path);
     try {
       return this.live.has(this.norm(path));
     } catch {
@@ -606,7 +648,7 @@ export class SimDisk implements WalFs {
 
   private syncFd(fd: number, op: 'fdatasyncSync' | 'fsyncSync', syscall: string): void {
     const f = this.file(fd, syscall);
-    const rule = this.faults.check(op, f.path);
+    const rule = this.enter(op, f.path);
     if (rule !== null) {
       // fsyncgate: after a failed sync the kernel has dropped the dirty pages' error state;
       // the data may never reach the disk even if a later sync succeeds.

@@ -211,7 +211,11 @@ export function runFuzz(options: FuzzOptions): FuzzStats {
       const { out, fixed } = mutate(rng, rng.pick(corpus.segments), corpus, true);
       current = out;
       if (fixed) stats.crcFixups++;
+      const t0 = performance.now();
       fuzzReader(rng, disk, out, fixed, corpus, meter, stats, fail);
+      // Small inputs: anything slow is a loop or super-linear work, not noise.
+      const took = performance.now() - t0;
+      if (took > 500) fail(`took ${took.toFixed(0)} ms`);
       stats.readerInputs++;
     }
     for (let i = 0; i < options.codecInputs; i++) {

@@ -22,6 +22,9 @@ interface Core {
 
 const BASE = '/data/wal';
 
+/** Unwinds a run whose simulated power was cut; never escapes `run()`. */
+class PowerCutSignal extends Error {}
+
 /**
  * The manager through simulated crashes: several cores, epoch advances, barriers, syncs
  * per core and for all, truncations, resets, clean closes and crashes (directories
@@ -69,6 +72,8 @@ export class ManagerCrashRun {
   }
 
   private fail(message: string): never {
+    // After a power cut the process is dead: what it notices afterwards does not matter.
+    if (this.disk.afterPowerCut !== null) throw new PowerCutSignal();
     throw new TortureFailure(this.options.faults ? 'manager-faults' : 'manager-crash', this.seed, message, this.trail.all);
   }
 
@@ -78,20 +83,59 @@ export class ManagerCrashRun {
 
   run(): SeedResult {
     const cycles = this.options.cycles ?? 3;
-    let created = false;
     for (let c = 0; c < cycles; c++) {
-      let m: PerCoreWalManager;
-      if (!created) {
-        this.trail.add(`create ${this.numCores} cores`);
-        m = PerCoreWalManager.create(this.config());
-        created = true;
-      } else {
-        m = this.open();
+      // Sometimes the power goes at an arbitrary file-system call: inside create, open, truncateAll, syncAll.
+      if (this.rng.bool(0.4)) this.disk.powerCut(this.rng.int(200), this.rng.fork());
+      try {
+        let m: PerCoreWalManager;
+        if (!this.created) {
+          this.trail.add(`create ${this.numCores} cores`);
+          m = PerCoreWalManager.create(this.config());
+          this.created = true;
+        } else {
+          m = this.open();
+        }
+        this.workload(m, this.rng.range(0, 50));
+      } catch (e) {
+        if (this.disk.afterPowerCut === null) throw e;
       }
-      this.workload(m, this.rng.range(0, 50));
-      this.crash();
+      if (this.disk.afterPowerCut !== null) this.recoverFromPowerCut();
+      else this.crash();
     }
     return { iterations: this.steps, crashes: this.crashes };
+  }
+
+  /** True once `create` has returned: from then on every segment must survive. */
+  private created = false;
+  /** Per core, the position a running truncateAll/resetAll cuts to. */
+  private truncating: number[] | null = null;
+
+  private recoverFromPowerCut(): void {
+    const after = this.disk.afterPowerCut!;
+    this.disk = after; // failures are real again from here on
+    this.crashes++;
+    this.trail.add(`power cut: ${JSON.stringify(after.lastCrash)}`);
+    if (this.truncating !== null) {
+      this.cores.forEach((core, c) => {
+        const to = this.truncating![c]!;
+        for (const r of core.recs) if (r.end > to) r.maybe = true;
+        if (core.claimed > to) core.claimed = to;
+      });
+      this.truncating = null;
+    }
+    this.adopt(after, this.verify(after));
+  }
+
+  private adopt(after: SimDisk, kept: number[]): void {
+    this.disk = after;
+    this.cores.forEach((core, c) => {
+      core.recs = core.recs.slice(0, kept[c]);
+      for (const r of core.recs) {
+        if (!r.maybe) continue;
+        r.maybe = false;
+        if (r.end < 0) r.end = scanSegment(c, `${BASE}/wal-${c}.log`, { fs: after }).validEnd;
+      }
+    });
   }
 
   private open(): PerCoreWalManager {
@@ -262,11 +306,15 @@ export class ManagerCrashRun {
       } else if (r < 0.9) {
         const to = this.cores.map((core) => this.rng.pick([0, ...core.recs.map((x) => x.end)]));
         this.trail.add(`truncateAll(${to.join(',')})`);
+        this.truncating = to;
         m.truncateAll(to);
+        this.truncating = null;
         this.cores.forEach((core, k) => { core.recs = core.recs.filter((x) => x.end <= to[k]!); });
       } else if (r < 0.91) {
         this.trail.add('resetAll');
+        this.truncating = this.cores.map(() => 0);
         m.resetAll();
+        this.truncating = null;
         for (const core of this.cores) core.recs = [];
       } else if (r < 0.93) {
         this.trail.add('close + open (no crash)');
@@ -293,9 +341,7 @@ export class ManagerCrashRun {
     const after = this.disk.crash(this.rng.fork());
     this.crashes++;
     this.trail.add(`crash: ${JSON.stringify(after.lastCrash)}`);
-    const kept = this.verify(after);
-    this.disk = after;
-    this.cores.forEach((core, c) => { core.recs = core.recs.slice(0, kept[c]); });
+    this.adopt(after, this.verify(after));
   }
 
   /** Checks every segment of a crashed disk against the model; returns per core how many records survived. */
@@ -303,6 +349,7 @@ export class ManagerCrashRun {
     const where = `(crash ${JSON.stringify(d.lastCrash)})`;
     return this.cores.map((core, c) => {
       const path = `${BASE}/wal-${c}.log`;
+      if (!this.created && !d.existsSync(path)) return 0; // power cut inside the first create
       this.check(d.existsSync(path), `segment ${path} lost in a crash ${where}`);
       const found: { e: PerCoreWalEntry; at: number }[] = [];
       const scan = scanSegment(c, path, { fs: d, onEntry: (e, at) => found.push({ e, at }) });

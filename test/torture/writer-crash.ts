@@ -5,6 +5,9 @@ import {
 import { Rng, SimDisk } from '../../src/testing/index.js';
 import { describeEntry, sameOp, TortureFailure, Trail, type SeedResult, type TortureSuite } from './harness.js';
 
+/** Unwinds a run whose simulated power was cut; never escapes `run()`. */
+class PowerCutSignal extends Error {}
+
 /** One record as the driver appended it: what recovery must return at that index. */
 interface Expected {
   /** An append that failed: the record may or may not have reached the disk. */
@@ -70,6 +73,8 @@ export class WriterCrashRun {
   }
 
   private fail(message: string): never {
+    // After a power cut the process is dead: what it notices afterwards does not matter.
+    if (this.disk.afterPowerCut !== null) throw new PowerCutSignal();
     throw new TortureFailure(this.options.faults ? 'writer-faults' : 'writer-crash', this.seed, message, this.trail.all);
   }
 
@@ -80,11 +85,47 @@ export class WriterCrashRun {
   run(): SeedResult {
     const cycles = this.options.cycles ?? 4;
     for (let c = 0; c < cycles; c++) {
-      const w = this.reopen();
-      this.workload(w, this.rng.range(0, 40));
-      this.crashAndVerify();
+      // Sometimes the power goes at an arbitrary file-system call: inside an open, a truncate, a sync.
+      if (this.rng.bool(0.4)) this.disk.powerCut(this.rng.int(120), this.rng.fork());
+      try {
+        const w = this.reopen();
+        this.workload(w, this.rng.range(0, 40));
+      } catch (e) {
+        if (this.disk.afterPowerCut === null) throw e;
+      }
+      if (this.disk.afterPowerCut !== null) this.recoverFromPowerCut();
+      else this.crashAndVerify();
     }
     return { iterations: this.steps, crashes: this.crashes };
+  }
+
+  /** The power went in the middle of a step: what that step was doing may or may not have persisted. */
+  private recoverFromPowerCut(): void {
+    const after = this.disk.afterPowerCut!;
+    // From here on failures are real again: the dead disk is left behind.
+    this.disk = after;
+    this.crashes++;
+    this.trail.add(`power cut: ${JSON.stringify(after.lastCrash?.files)}`);
+    this.recordFailedAppend();
+    if (this.truncating !== null) {
+      const to = this.truncating;
+      for (const m of this.model) if (m.end > to) m.maybe = true;
+      if (this.claimed > to) this.claimed = to;
+      this.truncating = null;
+    }
+    this.adopt(after, this.verify(after));
+  }
+
+  /** Continues from a verified post-crash disk: the model keeps what survived. */
+  private adopt(after: SimDisk, kept: number): void {
+    this.disk = after;
+    this.model = this.model.slice(0, kept);
+    // A record that may or may not have persisted and did is a record like any other from now on.
+    for (const m of this.model) {
+      if (!m.maybe) continue;
+      m.maybe = false;
+      if (m.end < 0) m.end = scanSegment(0, SEG, { fs: after }).validEnd;
+    }
   }
 
   /** Opens the segment the way recovery does and checks the writer resumes correctly. */
@@ -93,7 +134,9 @@ export class WriterCrashRun {
     if (!this.disk.existsSync(SEG)) {
       this.check(this.model.length === 0, 'segment vanished');
       this.trail.add('create (new segment)');
-      return CoreWalWriter.create(0, SEG, opts);
+      const w = CoreWalWriter.create(0, SEG, opts);
+      this.created = true;
+      return w;
     }
     const scan = scanSegment(0, SEG, { fs: this.disk });
     const last = this.model[this.model.length - 1];
@@ -150,6 +193,22 @@ export class WriterCrashRun {
   /** The append in progress, so that a failed one can be recorded as a record that may exist. */
   private attempt: { op: WalOperation; boundary: number; prevTs: bigint; seq: bigint; epoch: bigint } | null = null;
 
+  /** A failed append's record may have reached the disk whole: the model holds it as a maybe. */
+  private recordFailedAppend(): void {
+    const a = this.attempt;
+    if (a === null) return;
+    const ts = this.lastClock > a.prevTs ? this.lastClock : a.prevTs;
+    const pos = this.model.at(-1)?.end ?? this.resumePos;
+    this.model.push({ maybe: true, pos, end: -1, sequence: a.seq, epoch: a.epoch, timestampNs: ts, syncedBoundary: a.boundary, op: a.op });
+    this.attempt = null;
+  }
+
+  /** True once `create` of the segment has returned (its directory entry is durable). */
+  private created = false;
+
+  /** Set while a truncate runs, for a power cut in its middle. */
+  private truncating: number | null = null;
+
   private attemptAppend(w: CoreWalWriter, op: WalOperation, boundary: number, prevTs: bigint, seq: bigint, epoch = w.epoch()): void {
     this.attempt = { op, boundary, prevTs, seq, epoch };
   }
@@ -171,13 +230,7 @@ export class WriterCrashRun {
         this.check(typeof e.errno === 'number' && e.errno > 0, `IO error without errno: ${e.message}`);
         this.check(w.syncedPosition() === before, `syncedPosition moved from ${before} to ${w.syncedPosition()} in a failed operation (SPEC 1)`);
         this.trail.add(`  -> ${e.code} errno ${e.errno}: poisoned`);
-        const a = this.attempt;
-        if (a !== null) {
-          const ts = this.lastClock > a.prevTs ? this.lastClock : a.prevTs;
-          const pos = this.model.at(-1)?.end ?? this.resumePos;
-          this.model.push({ maybe: true, pos, end: -1, sequence: a.seq, epoch: a.epoch, timestampNs: ts, syncedBoundary: a.boundary, op: a.op });
-          this.attempt = null;
-        }
+        this.recordFailedAppend();
         poisoned = true;
         this.expectPoisoned(w);
         break;
@@ -286,7 +339,9 @@ export class WriterCrashRun {
       const cands = [0, ...this.model.map((m) => m.end)];
       const to = this.rng.bool(0.2) ? 0 : this.rng.pick(cands);
       this.trail.add(`truncate(${to})`);
+      this.truncating = to;
       w.truncate(to);
+      this.truncating = null;
       this.model = this.model.filter((m) => m.end <= to);
       this.resumePos = to;
       this.check(w.position() === to, `position ${w.position()} after truncate(${to})`);
@@ -313,26 +368,20 @@ export class WriterCrashRun {
 
   private crashAndVerify(): void {
     const variants = this.options.variants ?? 2;
-    let after: SimDisk = this.disk;
     for (let v = 0; v < variants; v++) {
-      after = this.disk.crash(this.rng.fork());
+      this.verify(this.disk.crash(this.rng.fork()));
       this.crashes++;
-      this.verify(after);
     }
+    const after = this.disk.crash(this.rng.fork());
+    this.crashes++;
     this.trail.add(`crash: ${JSON.stringify(after.lastCrash?.files)}`);
-    const kept = this.verify(after);
-    this.disk = after;
-    this.model = this.model.slice(0, kept);
-    const tail = this.model.at(-1);
-    // A failed append that did reach the disk is a record like any other from now on.
-    if (tail?.maybe) {
-      tail.maybe = false;
-      tail.end = scanSegment(0, SEG, { fs: after }).validEnd;
-    }
+    this.adopt(after, this.verify(after));
   }
 
   /** Checks a post-crash disk against the model; returns how many records survived. */
   private verify(d: SimDisk): number {
+    // Power cut inside the first create: nothing was promised yet.
+    if (!this.created && !d.existsSync(SEG)) return 0;
     this.check(d.existsSync(SEG), 'segment file lost in a crash although create fsynced its directory');
     const found: { e: PerCoreWalEntry; at: number }[] = [];
     const scan = scanSegment(0, SEG, { fs: d, onEntry: (e, at) => found.push({ e, at }) });
