@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { CoreWalWriter, scanSegment } from '../../src/index.js';
-import { Rng, SimDisk, systemError } from '../../src/testing/index.js';
+import { Rng, SimDisk, SimPowerLoss, systemError } from '../../src/testing/index.js';
 
 const b = (s: string): Buffer => Buffer.from(s);
 
@@ -151,4 +151,20 @@ test('the SimDisk example of its TSDoc: a synced record survives every crash, an
     counts.add(scan.entries);
   }
   assert.deepEqual([...counts].sort(), [1, 2]);
+});
+
+test('powerCut: the chosen call and every later one throw SimPowerLoss; afterPowerCut is the disk at that moment', () => {
+  const d = new SimDisk();
+  const fd = d.openSync('/f', 'w+');
+  d.fsyncDir('/');
+  write(d, fd, 'AAAA', 0);
+  d.fdatasyncSync(fd);
+  d.powerCut(1, 3, { tear: 0, reorder: 0 });
+  write(d, fd, 'BBBB', 4); // the one call still allowed
+  assert.throws(() => d.fdatasyncSync(fd), (e: unknown) => e instanceof SimPowerLoss && e.code === 'SIM_POWER_LOSS');
+  assert.throws(() => d.existsSync('/f'), SimPowerLoss);
+  const after = d.afterPowerCut;
+  assert.ok(after !== null);
+  assert.match(after.fileContents('/f').toString(), /^AAAA(BBBB)?$/);
+  assert.equal(after.existsSync('/f'), true); // the new disk has power
 });
