@@ -56,6 +56,13 @@ function buildCorpus(rng: Rng): Corpus {
       else w.setEpoch(w.epoch() + 1n);
       if (rng.bool(0.4)) w.sync();
     }
+    // Half the seeds end with unsynced records and a crash: real torn and debris shapes.
+    if (rng.bool(0.5)) {
+      for (let i = rng.range(1, 4); i > 0; i--) w.appendPut(rng.bytes(rng.int(8)), rng.bytes(rng.int(60)));
+      w.flush();
+      const crashed = disk.crash(rng.fork());
+      segments.push(crashed.fileContents(path));
+    }
     w.sync();
     w.close();
     segments.push(disk.fileContents(path));
