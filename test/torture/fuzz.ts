@@ -87,7 +87,11 @@ function boundaries(buf: Buffer): number[] {
   return out;
 }
 
-function mutate(rng: Rng, input: Buffer, corpus: Corpus, framed: boolean): { out: Buffer; fixed: boolean } {
+/**
+ * One mutated copy of `input`. `spliceFrom` supplies chunks for splices; `framed` enables the
+ * record-aware mutations (length/CRC field edits and CRC fix-ups of WAL records).
+ */
+export function mutate(rng: Rng, input: Buffer, spliceFrom: readonly Buffer[], framed: boolean): { out: Buffer; fixed: boolean } {
   let b: Buffer = Buffer.from(input);
   let fixed = false;
   const rounds = rng.bool(0.5) ? 1 : rng.range(2, 6);
@@ -105,7 +109,7 @@ function mutate(rng: Rng, input: Buffer, corpus: Corpus, framed: boolean): { out
       case 4: b = Buffer.concat([b, rng.bool(0.5) ? Buffer.alloc(rng.int(64)) : rng.bytes(rng.int(64))]); break;
       case 5: {
         // Splice: a chunk of another seed (or this input) over or into this one.
-        const src = rng.bool(0.5) ? rng.pick(framed ? corpus.segments : corpus.payloads) : b;
+        const src = rng.bool(0.5) && spliceFrom.length > 0 ? rng.pick(spliceFrom) : b;
         const from = rng.int(src.length + 1);
         const chunk = Buffer.from(src.subarray(from, from + rng.int(src.length - from + 1)));
         b = rng.bool(0.5) ? Buffer.concat([b.subarray(0, pos), chunk, b.subarray(pos)]) : Buffer.concat([b.subarray(0, pos), chunk, b.subarray(pos + chunk.length)]);
@@ -148,7 +152,7 @@ function mutate(rng: Rng, input: Buffer, corpus: Corpus, framed: boolean): { out
 }
 
 /** Counts what Buffer's allocators hand out while `f` runs. */
-class AllocMeter {
+export class AllocMeter {
   largest = 0;
   total = 0;
   private saved: { alloc: typeof Buffer.alloc; allocUnsafe: typeof Buffer.allocUnsafe; allocUnsafeSlow: typeof Buffer.allocUnsafeSlow; from: typeof Buffer.from } | null = null;
@@ -215,7 +219,7 @@ export function runFuzz(options: FuzzOptions): FuzzStats {
   try {
     for (let i = 0; i < options.readerInputs; i++) {
       label = `reader input #${i}`;
-      const { out, fixed } = mutate(rng, rng.pick(corpus.segments), corpus, true);
+      const { out, fixed } = mutate(rng, rng.pick(corpus.segments), corpus.segments, true);
       current = out;
       if (fixed) stats.crcFixups++;
       const t0 = performance.now();
@@ -227,7 +231,7 @@ export function runFuzz(options: FuzzOptions): FuzzStats {
     }
     for (let i = 0; i < options.codecInputs; i++) {
       label = `codec input #${i}`;
-      const { out } = mutate(rng, rng.pick(corpus.payloads), corpus, false);
+      const { out } = mutate(rng, rng.pick(corpus.payloads), corpus.payloads, false);
       current = out;
       fuzzCodec(out, meter, stats, fail);
       stats.codecInputs++;
