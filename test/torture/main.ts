@@ -45,7 +45,7 @@ async function main(): Promise<number> {
   const tally = new Map<TortureSuite, Tally>(suites.map((s) => [s, { seeds: 0, iterations: 0, crashes: 0, ms: 0, failures: [] }]));
   let lastReport = Date.now();
   const report = (final: boolean): void => {
-    const lines = [...tally].map(([s, t]) => `  ${s.name.padEnd(14)} seeds ${String(t.seeds).padStart(7)}  iterations ${String(t.iterations).padStart(10)}  crashes ${String(t.crashes).padStart(8)}  failures ${t.failures.length}`);
+    const lines = [...tally].map(([s, t]) => `  ${s.name.padEnd(16)} seeds ${String(t.seeds).padStart(7)}  iterations ${String(t.iterations).padStart(10)}  crashes ${String(t.crashes).padStart(8)}  failures ${t.failures.length}`);
     const total = [...tally.values()].reduce((a, t) => ({ it: a.it + t.iterations, cr: a.cr + t.crashes, f: a.f + t.failures.length }), { it: 0, cr: 0, f: 0 });
     console.log(`${final ? 'TORTURE DONE' : 'torture'} ${new Date().toISOString()}: ${total.it} iterations, ${total.cr} crashes survived, ${total.f} failures\n${lines.join('\n')}`);
   };
