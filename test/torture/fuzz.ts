@@ -170,7 +170,8 @@ export class AllocMeter {
     B.allocUnsafeSlow = (...a: unknown[]) => { count(a[0] as number); return (saved.allocUnsafeSlow as (...x: unknown[]) => Buffer)(...a); };
     B.from = (...a: unknown[]) => {
       const out = (saved.from as (...x: unknown[]) => Buffer)(...a);
-      count(out.length);
+      // Buffer.from(arrayBuffer, offset, length) is a view: nothing is allocated.
+      if (!(a[0] instanceof ArrayBuffer || a[0] instanceof SharedArrayBuffer)) count(out.length);
       return out;
     };
   }
@@ -212,7 +213,7 @@ export function runFuzz(options: FuzzOptions): FuzzStats {
   let current: Buffer = Buffer.alloc(0);
   let label = '';
   const fail = (m: string): never => {
-    throw new TortureFailure(SUITE, options.seed, `${label}: ${m}\n  input (${current.length} bytes): ${current.subarray(0, 512).toString('hex')}`);
+    throw new TortureFailure(SUITE, options.seed, `${label}: ${m}\n  input (${current.length} bytes): ${current.subarray(0, 8192).toString('hex')}`);
   };
   const arrayBuffersBefore = process.memoryUsage().arrayBuffers;
   meter.install();
