@@ -12,12 +12,14 @@ import { killRound } from './kill.js';
  * byte the child had reached.
  */
 export function killSuite(): TortureSuite & { cleanup(): void } {
-  const root = mkdtempSync(join(tmpdir(), 'corewal-torture-kill-'));
+  // Made on first use, so that a run without kills leaves nothing behind.
+  let root: string | null = null;
   let lane = 0;
   let rounds = 0;
   return {
     name: 'kill',
     async run(seed: number) {
+      root ??= mkdtempSync(join(tmpdir(), 'corewal-torture-kill-'));
       if (rounds++ % 40 === 0) mkdirSync(join(root, String(++lane)));
       const rng = new Rng(seed);
       const preallocate = [0, 65536, 4 << 20][lane % 3]!;
@@ -27,6 +29,6 @@ export function killSuite(): TortureSuite & { cleanup(): void } {
       await killRound(target, seed, rng.range(50, 400), preallocate);
       return { iterations: 1, crashes: 1 };
     },
-    cleanup: () => rmSync(root, { recursive: true, force: true }),
+    cleanup: () => { if (root !== null) rmSync(root, { recursive: true, force: true }); },
   };
 }

@@ -19,6 +19,9 @@ async function runChild(target: KillTarget, seed: number, ms: number, preallocat
     ? ['writer', target.segment, String(seed), String(preallocate)]
     : ['manager', target.dir, String(seed), String(preallocate), String(target.cores)];
   const child = spawn(process.execPath, [CHILD, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  // The child ingests until killed: never leave it running if this process goes first.
+  const reap = (): void => { child.kill('SIGKILL'); };
+  process.on('exit', reap);
   let ack: string[] = [];
   let stderr = '';
   let pending = '';
@@ -40,6 +43,7 @@ async function runChild(target: KillTarget, seed: number, ms: number, preallocat
     child.on('exit', (code, signal) => resolve({ code, signal }));
   });
   if (timer !== undefined) clearTimeout(timer);
+  process.off('exit', reap);
   if (problem !== null) fail(problem);
   if (status.signal !== 'SIGKILL') fail(`child exited with ${status.code}/${status.signal} before the kill: ${stderr.slice(0, 2000)}`);
   return ack;

@@ -78,4 +78,7 @@ async function main(): Promise<number> {
   return failures.length > 0 ? 1 : 0;
 }
 
+// Interrupted: remove the kill suite's files; 'exit' handlers SIGKILL a running child.
+for (const sig of ['SIGINT', 'SIGTERM'] as const) process.on(sig, () => { kill.cleanup(); process.exit(130); });
+
 main().then((code) => { kill.cleanup(); process.exit(code); }, (e) => { kill.cleanup(); console.error(e); process.exit(1); });
