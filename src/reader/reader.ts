@@ -67,7 +67,12 @@ export class PerCoreWalReader implements Iterable<PerCoreWalEntry> {
       }
       throw ioError('open', e, path, undefined, coreId);
     }
-    this.len = this.fs.fstatSync(this.fd).size;
+    try {
+      this.len = this.fs.fstatSync(this.fd).size;
+    } catch (e) {
+      this.fs.closeSync(this.fd);
+      throw ioError('fstat', e, path, undefined, coreId);
+    }
     if (position > this.len) {
       this.fs.closeSync(this.fd);
       throw new PerCoreWalError('INVALID_POSITION', `position ${position} is past the end of ${path} (${this.len} bytes)`, { path, position });
