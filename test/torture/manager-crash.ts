@@ -25,6 +25,9 @@ const BASE = '/data/wal';
 /** Unwinds a run whose simulated power was cut; never escapes `run()`. */
 class PowerCutSignal extends Error {}
 
+/** Unwinds a cycle whose recovery failed with an injected I/O error. */
+class OpenFailed extends Error {}
+
 /**
  * The manager through simulated crashes: several cores, epoch advances, barriers, syncs
  * per core and for all, truncations, resets, clean closes and crashes (directories
@@ -93,16 +96,41 @@ export class ManagerCrashRun {
           m = PerCoreWalManager.create(this.config());
           this.created = true;
         } else {
+          const failed = this.options.faults && this.rng.bool(0.25) && this.openWithFault();
+          if (failed) throw new OpenFailed();
           m = this.open();
         }
         this.workload(m, this.rng.range(0, 50));
       } catch (e) {
-        if (this.disk.afterPowerCut === null) throw e;
+        if (this.disk.afterPowerCut === null && !(e instanceof OpenFailed)) throw e;
       }
       if (this.disk.afterPowerCut !== null) this.recoverFromPowerCut();
       else this.crash();
     }
     return { iterations: this.steps, crashes: this.crashes };
+  }
+
+  /**
+   * Recovery itself meets an I/O error: `open` must fail with a typed `IO` error (or
+   * succeed if the fault missed), and the disk it leaves must still recover everything
+   * synced after the crash that follows. Returns true when open failed.
+   */
+  private openWithFault(): boolean {
+    const op = this.rng.pick(['ftruncateSync', 'fdatasyncSync', 'readSync', 'openSync', 'fstatSync'] as const);
+    this.trail.add(`fault during open: ${op}`);
+    this.disk.injectFault({ op, nth: this.rng.range(1, 4), code: this.rng.pick(['EIO', 'ENOSPC'] as const) });
+    try {
+      PerCoreWalManager.open(this.config()).close();
+      this.disk.clearFaults();
+      return false;
+    } catch (e) {
+      this.disk.clearFaults();
+      if (this.disk.afterPowerCut !== null) throw e;
+      this.check(e instanceof PerCoreWalError && e.code === 'IO' && typeof e.errno === 'number',
+        `open with a failing ${op} threw ${String(e)}, expected IO with errno`);
+      this.trail.add(`  -> ${e.code} errno ${e.errno}`);
+      return true;
+    }
   }
 
   /** True once `create` has returned: from then on every segment must survive. */
