@@ -70,11 +70,11 @@ export class PerCoreWalReader implements Iterable<PerCoreWalEntry> {
     try {
       this.len = this.fs.fstatSync(this.fd).size;
     } catch (e) {
-      this.fs.closeSync(this.fd);
+      try { this.fs.closeSync(this.fd); } catch { /* the fstat error is the one to report */ }
       throw ioError('fstat', e, path, undefined, coreId);
     }
     if (position > this.len) {
-      this.fs.closeSync(this.fd);
+      try { this.fs.closeSync(this.fd); } catch { /* the bad position is the error to report */ }
       throw new PerCoreWalError('INVALID_POSITION', `position ${position} is past the end of ${path} (${this.len} bytes)`, { path, position });
     }
     this.pos = position;
