@@ -54,13 +54,14 @@ export function scenario(disk: SimDisk): void {
 
 export interface SweepResult { points: number; failures: number }
 
-/** Fails the 1st, 2nd, … call of the scenario with `code`; returns how many points were swept. */
-export function faultSweep(code: FsFaultCode, check: (message: string) => void, limit = 10_000): SweepResult {
+/** Fails the 1st, 2nd, … call of the scenario with `code` (and, sticky, every call after it); returns how many points were swept. */
+export function faultSweep(code: FsFaultCode, check: (message: string) => void, options: { sticky?: boolean; partial?: boolean } = {}, limit = 10_000): SweepResult {
   let failures = 0;
   for (let n = 1; n <= limit; n++) {
     const disk = new SimDisk({ seed: n });
     disk.mkdirSync('/db');
-    const fault = disk.injectFault({ nth: n, code });
+    // Sticky: the disk stays broken from that call on. Partial: a failing write writes some bytes first.
+    const fault = disk.injectFault({ nth: n, code, count: options.sticky ? Infinity : 1, partial: options.partial });
     let thrown: unknown = null;
     try {
       scenario(disk);
