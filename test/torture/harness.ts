@@ -1,4 +1,5 @@
 import type { PerCoreWalEntry, WalOperation } from '../../src/index.js';
+import type { CrashOptions, Rng } from '../../src/testing/index.js';
 
 /** A violated invariant, carrying the seed that replays it. */
 export class TortureFailure extends Error {
@@ -62,4 +63,21 @@ export function describeEntry(e: PerCoreWalEntry): string {
         : op.type === 'epochBarrier' ? String(op.epoch)
           : `${op.offsets.size} offsets wm=${op.watermark}`;
   return `core ${e.coreId} seq ${e.sequence} epoch ${e.epoch} ts ${e.timestampNs} ${op.type}(${body})`;
+}
+
+/**
+ * Crash options drawn per crash: mostly the defaults, sometimes an extreme (every write
+ * torn, everything reordered, directory entries always dropped), so that rare shapes of
+ * crash states come up often enough.
+ */
+export function randomCrashOptions(rng: Rng): CrashOptions {
+  if (rng.bool(0.5)) return {};
+  return {
+    tear: rng.pick([0, 0.5, 1]),
+    reorder: rng.pick([0, 0.25, 1]),
+    zeroExtend: rng.pick([0, 0.25, 1]),
+    keepDirOps: rng.pick([0, 0.5, 1]),
+    pageTear: rng.pick([0, 0.3, 1]),
+    pageSize: rng.pick([512, 4096]),
+  };
 }

@@ -2,7 +2,7 @@ import {
   PerCoreWalConfig, PerCoreWalEntry, PerCoreWalError, PerCoreWalManager, scanSegment, type WalOperation,
 } from '../../src/index.js';
 import { Rng, SimDisk } from '../../src/testing/index.js';
-import { describeEntry, sameOp, TortureFailure, Trail, type SeedResult, type TortureSuite } from './harness.js';
+import { describeEntry, randomCrashOptions, sameOp, TortureFailure, Trail, type SeedResult, type TortureSuite } from './harness.js';
 
 interface Rec {
   maybe?: boolean;
@@ -88,7 +88,7 @@ export class ManagerCrashRun {
     const cycles = this.options.cycles ?? 3;
     for (let c = 0; c < cycles; c++) {
       // Sometimes the power goes at an arbitrary file-system call: inside create, open, truncateAll, syncAll.
-      if (this.rng.bool(0.4)) this.disk.powerCut(this.rng.int(200), this.rng.fork());
+      if (this.rng.bool(0.4)) this.disk.powerCut(this.rng.int(200), this.rng.fork(), randomCrashOptions(this.rng));
       try {
         let m: PerCoreWalManager;
         if (!this.created) {
@@ -354,7 +354,7 @@ export class ManagerCrashRun {
         return true;
       } else if (r < 0.95) {
         this.trail.add('crash-now (mid-workload, verified, writer goes on)');
-        this.verify(this.disk.crash(this.rng.fork()));
+        this.verify(this.disk.crash(this.rng.fork(), randomCrashOptions(this.rng)));
         this.crashes++;
       } else this.append(m, c, 'put');
     }
@@ -363,10 +363,10 @@ export class ManagerCrashRun {
 
   private crash(): void {
     for (let v = 0; v < 2; v++) {
-      this.verify(this.disk.crash(this.rng.fork()));
+      this.verify(this.disk.crash(this.rng.fork(), randomCrashOptions(this.rng)));
       this.crashes++;
     }
-    const after = this.disk.crash(this.rng.fork());
+    const after = this.disk.crash(this.rng.fork(), randomCrashOptions(this.rng));
     this.crashes++;
     this.trail.add(`crash: ${JSON.stringify(after.lastCrash)}`);
     this.adopt(after, this.verify(after));

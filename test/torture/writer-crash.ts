@@ -3,7 +3,7 @@ import {
   type CoreWalWriterOptions, type WalOperation,
 } from '../../src/index.js';
 import { Rng, SimDisk } from '../../src/testing/index.js';
-import { describeEntry, sameOp, TortureFailure, Trail, type SeedResult, type TortureSuite } from './harness.js';
+import { describeEntry, randomCrashOptions, sameOp, TortureFailure, Trail, type SeedResult, type TortureSuite } from './harness.js';
 
 /** Unwinds a run whose simulated power was cut; never escapes `run()`. */
 class PowerCutSignal extends Error {}
@@ -86,7 +86,7 @@ export class WriterCrashRun {
     const cycles = this.options.cycles ?? 4;
     for (let c = 0; c < cycles; c++) {
       // Sometimes the power goes at an arbitrary file-system call: inside an open, a truncate, a sync.
-      if (this.rng.bool(0.4)) this.disk.powerCut(this.rng.int(120), this.rng.fork());
+      if (this.rng.bool(0.4)) this.disk.powerCut(this.rng.int(120), this.rng.fork(), randomCrashOptions(this.rng));
       try {
         const w = this.reopen();
         this.workload(w, this.rng.range(0, 40));
@@ -361,7 +361,7 @@ export class WriterCrashRun {
 
   /** A crash variant checked without ending the incarnation (the writer goes on on the old disk). */
   private crashAndVerifyKeepWriter(): void {
-    const after = this.disk.crash(this.rng.fork());
+    const after = this.disk.crash(this.rng.fork(), randomCrashOptions(this.rng));
     this.crashes++;
     this.verify(after);
   }
@@ -369,10 +369,10 @@ export class WriterCrashRun {
   private crashAndVerify(): void {
     const variants = this.options.variants ?? 2;
     for (let v = 0; v < variants; v++) {
-      this.verify(this.disk.crash(this.rng.fork()));
+      this.verify(this.disk.crash(this.rng.fork(), randomCrashOptions(this.rng)));
       this.crashes++;
     }
-    const after = this.disk.crash(this.rng.fork());
+    const after = this.disk.crash(this.rng.fork(), randomCrashOptions(this.rng));
     this.crashes++;
     this.trail.add(`crash: ${JSON.stringify(after.lastCrash?.files)}`);
     this.adopt(after, this.verify(after));
