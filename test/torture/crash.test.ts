@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { runManagerCrashSeed } from './manager-crash.js';
+import { runSioCrashSeed } from './sio-crash.js';
 import { runWriterCrashSeed } from './writer-crash.js';
 
 // Seeds are fixed so that `npm test` is reproducible; `npm run torture` draws new ones.
@@ -30,5 +31,17 @@ test('manager through simulated crashes (directories too): 100 seeds, open alway
 test('manager with injected EIO/ENOSPC faults, then crashes: failures poison, open still recovers everything synced', () => {
   let crashes = 0;
   for (let seed = 1; seed <= 100; seed++) crashes += runManagerCrashSeed(seed, { faults: true }).crashes;
+  assert.ok(crashes >= 500, `only ${crashes} crashes`);
+});
+
+test('StorageIo path through simulated crashes, with reordered and held completions: 100 seeds', () => {
+  let crashes = 0;
+  for (let seed = 1; seed <= 100; seed++) crashes += runSioCrashSeed(seed).crashes;
+  assert.ok(crashes >= 500, `only ${crashes} crashes`);
+});
+
+test('StorageIo path with failed and short writes and failed datasyncs: 100 seeds, poisoned, claims never pass a failure', () => {
+  let crashes = 0;
+  for (let seed = 1; seed <= 100; seed++) crashes += runSioCrashSeed(seed, { faults: true }).crashes;
   assert.ok(crashes >= 500, `only ${crashes} crashes`);
 });

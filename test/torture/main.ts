@@ -7,6 +7,7 @@ import { fuzzSuite } from './fuzz.js';
 import type { TortureSuite } from './harness.js';
 import { killSuite } from './kill-suite.js';
 import { managerCrashSuite, managerFaultSuite } from './manager-crash.js';
+import { sioCrashSuite, sioFaultSuite } from './sio-crash.js';
 import { writerCrashSuite, writerFaultSuite } from './writer-crash.js';
 
 interface Tally { seeds: number; iterations: number; crashes: number; ms: number; failures: string[] }
@@ -21,7 +22,7 @@ const program = new Command()
 const opts = program.opts<{ minutes: string; suite?: string; seed?: string; kill: boolean }>();
 
 const kill = killSuite();
-const weights = new Map<TortureSuite, number>([[writerCrashSuite, 2], [writerFaultSuite, 2], [managerCrashSuite, 2], [managerFaultSuite, 2], [fuzzSuite, 3], [kill, 2]]);
+const weights = new Map<TortureSuite, number>([[writerCrashSuite, 2], [writerFaultSuite, 2], [managerCrashSuite, 2], [managerFaultSuite, 2], [sioCrashSuite, 2], [sioFaultSuite, 2], [fuzzSuite, 3], [kill, 2]]);
 let suites = [...weights.keys()];
 if (opts.suite !== undefined) {
   const names = opts.suite.split(',');
