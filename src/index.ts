@@ -18,3 +18,5 @@ export type { SegmentScan, TailState, ScanOptions } from './reader/scan.js';
 export type { StorageIo, IoFd, IoCompletion } from './storage-io/types.js';
 export { realFs } from './io/fs.js';
 export type { WalFs } from './io/fs.js';
+export { UringStorageIo } from './storage-io/uring.js';
+export type { UringStorageIoOptions, UringStorageIoInfo, UringSupport } from './storage-io/uring.js';
