@@ -38,14 +38,15 @@ export async function runBench(opts: RunOptions = {}): Promise<CaseResult[]> {
   const results: CaseResult[] = [];
   for (const c of cases) {
     const repeat = smoke ? 1 : (c.repeat ?? 3);
-    const runs: Map<string, { unit: string; values: number[] }> = new Map();
+    const runs: Map<string, { name: string; unit: string; values: number[] }> = new Map();
     for (let i = 0; i < repeat; i++) {
       const dir = mkdtempSync(join(tmpdir(), 'corewal-bench-'));
       try {
         for (const m of await c.run({ seconds, smoke, dir })) {
-          const r = runs.get(m.name) ?? { unit: m.unit, values: [] };
+          const key = `${m.name}\u0000${m.unit}`;
+          const r = runs.get(key) ?? { name: m.name, unit: m.unit, values: [] };
           r.values.push(m.value);
-          runs.set(m.name, r);
+          runs.set(key, r);
         }
       } finally {
         rmSync(dir, { recursive: true, force: true });
@@ -53,8 +54,8 @@ export async function runBench(opts: RunOptions = {}): Promise<CaseResult[]> {
     }
     const res: CaseResult = {
       group: c.group, name: c.name,
-      metrics: [...runs].map(([name, r]) => ({
-        name, unit: r.unit, median: median(r.values), min: Math.min(...r.values), max: Math.max(...r.values), runs: r.values,
+      metrics: [...runs.values()].map((r) => ({
+        name: r.name, unit: r.unit, median: median(r.values), min: Math.min(...r.values), max: Math.max(...r.values), runs: r.values,
       })),
     };
     results.push(res);

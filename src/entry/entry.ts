@@ -84,7 +84,7 @@ export class PerCoreWalEntry {
 
   static commit(
     coreId: number, epoch: U64Like, sequence: U64Like,
-    offsets: Map<string, U64Like> | Record<string, U64Like>, watermark: U64Like | null | undefined, timestampNs: U64Like,
+    offsets: ReadonlyMap<string, U64Like> | Record<string, U64Like>, watermark: U64Like | null | undefined, timestampNs: U64Like,
   ): PerCoreWalEntry {
     return PerCoreWalEntry.make(coreId, epoch, sequence, timestampNs, commitOperation(offsets, watermark));
   }
@@ -124,13 +124,13 @@ export class PerCoreWalEntry {
 
 /** Validates and normalises commit arguments (cold path). */
 export function commitOperation(
-  offsets: Map<string, U64Like> | Record<string, U64Like>, watermark: U64Like | null | undefined,
+  offsets: ReadonlyMap<string, U64Like> | Record<string, U64Like>, watermark: U64Like | null | undefined,
 ): WalOperation {
   if (offsets === null || typeof offsets !== 'object') {
     throw new PerCoreWalError('INVALID_ARGUMENT', 'offsets must be a Map or a plain object of source name to offset');
   }
   const out = new Map<string, bigint>();
-  const it = offsets instanceof Map ? offsets.entries() : Object.entries(offsets);
+  const it = offsets instanceof Map ? (offsets as ReadonlyMap<string, U64Like>).entries() : Object.entries(offsets as Record<string, U64Like>);
   for (const [name, off] of it) {
     if (typeof name !== 'string') throw new PerCoreWalError('INVALID_ARGUMENT', 'source names must be strings');
     if (Buffer.byteLength(name) > 0xffff) throw new PerCoreWalError('INVALID_ARGUMENT', `source name longer than 65535 bytes: ${name.slice(0, 40)}…`);

@@ -1,4 +1,4 @@
-import { crc32c } from '../crc/crc32c.js';
+import { crc32cWithView } from '../crc/crc32c.js';
 import { encodePayload, payloadSize } from '../entry/codec.js';
 import type { PerCoreWalEntry } from '../entry/entry.js';
 
@@ -13,7 +13,7 @@ export const DEFAULT_MAX_RECORD_SIZE = 256 * 1024 * 1024;
 /** Frames the payload already written at `buf[off + 8, off + 8 + payloadLen)`. */
 export function frameAt(buf: Uint8Array, dv: DataView, off: number, payloadLen: number): void {
   dv.setUint32(off, payloadLen, true);
-  dv.setUint32(off + 4, crc32c(buf, off + RECORD_HEADER_SIZE, off + RECORD_HEADER_SIZE + payloadLen), true);
+  dv.setUint32(off + 4, crc32cWithView(dv, buf, off + RECORD_HEADER_SIZE, off + RECORD_HEADER_SIZE + payloadLen), true);
 }
 
 /** A whole framed record for `entry` (cold path: allocates). */

@@ -1,12 +1,12 @@
 import { dirname } from 'node:path';
-import { crc32c } from '../crc/crc32c.js';
+import { crc32cWithView } from '../crc/crc32c.js';
 import {
-  encodePayload, PAYLOAD_HEADER_SIZE, payloadSize, TAG_DELETE, TAG_PUT, writePayloadHeader,
+  encodePayload, FORMAT_VERSION, PAYLOAD_HEADER_SIZE, payloadSize, TAG_DELETE, TAG_PUT, writePayloadHeader,
 } from '../entry/codec.js';
 import { commitOperation, PerCoreWalEntry, type U64Like } from '../entry/entry.js';
 import { ioError, PerCoreWalError } from '../errors/errors.js';
 import { realFs, type WalFs } from '../io/fs.js';
-import { scanSegment } from '../reader/scan.js';
+import { scanSegment, type SegmentScan } from '../reader/scan.js';
 import { PerCoreWalReader } from '../reader/reader.js';
 import { DEFAULT_MAX_RECORD_SIZE, frameAt, RECORD_HEADER_SIZE } from '../record/framing.js';
 import type { IoCompletion, IoFd, StorageIo } from '../storage-io/types.js';
@@ -28,6 +28,12 @@ export interface CoreWalWriterOptions {
   epoch?: U64Like;
   /** Lowest next sequence (e.g. from a checkpoint, when the segment was reset). */
   minSequence?: U64Like;
+  /**
+   * Lowest timestamp for later entries (ns). `PerCoreWalManager.open` sets it past every
+   * surviving entry of every core, so that new entries sort after them even if the wall
+   * clock stepped back across the restart.
+   */
+  minTimestampNs?: U64Like;
   /** Wall clock in nanoseconds, for tests; the default is a monotonic clock anchored to wall time. */
   clock?: () => bigint | number;
   /** File layer; defaults to Node's fs. */
@@ -164,6 +170,7 @@ export class CoreWalWriter {
     }
     const w = new CoreWalWriter(c, path, fd, 0, 0, options, fs);
     if (options.minSequence !== undefined) w.raiseSequence(toU64(options.minSequence, 'minSequence'));
+    if (options.minTimestampNs !== undefined) w.raiseTimestamp(toU64(options.minTimestampNs, 'minTimestampNs'));
     return w;
   }
 
@@ -201,6 +208,19 @@ export class CoreWalWriter {
     return CoreWalWriter.resume(c, path, pos, fileLen, last, options, fs);
   }
 
+  /**
+   * @internal Resumes a segment at the `validEnd` of a scan the caller has just made with
+   * {@link scanSegment}, so that opening a WAL reads each segment once. Like `openAt`,
+   * bytes after `validEnd` that are not zeros are cut durably first.
+   */
+  static openAfterScan(scan: SegmentScan, options: CoreWalWriterOptions = {}): CoreWalWriter {
+    const c = toCoreId(scan.coreId);
+    requirePath(scan.path);
+    const pos = toPosition(scan.validEnd, 'validEnd');
+    assert(pos <= scan.fileLen, 'a scan ends within its file');
+    return CoreWalWriter.resume(c, scan.path, pos, scan.fileLen, scan.last, options, options.fs ?? realFs);
+  }
+
   private static resume(
     c: number, path: string, pos: number, fileLen: number, last: PerCoreWalEntry | null, options: CoreWalWriterOptions, fs: WalFs,
   ): CoreWalWriter {
@@ -233,6 +253,7 @@ export class CoreWalWriter {
       if (w.sLo === TWO_32) { w.sLo = 0; w.sHi++; }
     }
     if (options.minSequence !== undefined) w.raiseSequence(toU64(options.minSequence, 'minSequence'));
+    if (options.minTimestampNs !== undefined) w.raiseTimestamp(toU64(options.minTimestampNs, 'minTimestampNs'));
     return w;
   }
 
@@ -259,6 +280,14 @@ export class CoreWalWriter {
   /** Timestamp of the last entry appended or resumed from, in ns. */
   lastTimestampNs(): bigint { return joinU64(this.tHi, this.tLo); }
   entriesSinceSync(): number { return this.sinceSync; }
+  /**
+   * End of the bytes known to be in the file: buffered records are excluded, and on the
+   * StorageIo path only writes up to the first one not yet completed count. Readers of a
+   * live segment (the merge) stop here.
+   */
+  completedPosition(): number {
+    return this.wHead < this.wTok.length ? this.written : this.bufStart;
+  }
   /** The error that poisoned this writer, or null. */
   poisonedBy(): PerCoreWalError | null { return this.poison; }
   isPoisoned(): boolean { return this.poison !== null; }
@@ -275,6 +304,10 @@ export class CoreWalWriter {
 
   private raiseSequence(min: bigint): void {
     if (min > this.sequence()) { this.sHi = hi32(min); this.sLo = lo32(min); }
+  }
+
+  private raiseTimestamp(min: bigint): void {
+    if (min > this.lastTimestampNs()) { this.tHi = hi32(min); this.tLo = lo32(min); }
   }
 
   // ---- hot path ---------------------------------------------------------------
@@ -327,16 +360,31 @@ export class CoreWalWriter {
     if (!this.reserve(rlen)) return this.appendLarge(PerCoreWalEntry.put(this.core, 0, 0, key, value, 0));
     this.tick();
     const off = this.bufLen;
-    const start = this.bufStart + off;
     const dv = this.dv;
-    writePayloadHeader(dv, off + RECORD_HEADER_SIZE, TAG_PUT, this.core, this.eHi, this.eLo, this.sHi, this.sLo, this.tHi, this.tLo, this.synced);
-    dv.setUint32(off + RECORD_HEADER_SIZE + PAYLOAD_HEADER_SIZE, klen, true);
     const buf = this.buf;
+    // The payload header written inline (same layout as writePayloadHeader): this is the
+    // hottest line of the library, and V8 does not reliably inline the helper here.
+    const p = off + RECORD_HEADER_SIZE;
+    dv.setUint16(p, FORMAT_VERSION | (TAG_PUT << 8), true);
+    dv.setUint16(p + 2, this.core, true);
+    dv.setUint32(p + 4, this.eLo, true);
+    dv.setUint32(p + 8, this.eHi, true);
+    dv.setUint32(p + 12, this.sLo, true);
+    dv.setUint32(p + 16, this.sHi, true);
+    dv.setUint32(p + 20, this.tLo, true);
+    dv.setUint32(p + 24, this.tHi, true);
+    const synced = this.synced;
+    const bHi = Math.floor(synced / TWO_32);
+    dv.setUint32(p + 28, synced - bHi * TWO_32, true);
+    dv.setUint32(p + 32, bHi, true);
+    dv.setUint32(p + PAYLOAD_HEADER_SIZE, klen, true);
     buf.set(key, off + PUT_FIXED);
     buf.set(value, off + PUT_FIXED + klen);
-    frameAt(buf, dv, off, plen);
+    dv.setUint32(off, plen, true);
+    dv.setUint32(off + 4, crc32cWithView(dv, buf, p, p + plen), true);
     this.bufLen = off + rlen;
     this.nextSequence();
+    const start = this.bufStart + off;
     return start;
   }
 
@@ -390,7 +438,7 @@ export class CoreWalWriter {
   }
 
   /** Records source offsets (e.g. Kafka partition offsets) and an optional watermark. */
-  appendCommit(offsets: Map<string, U64Like> | Record<string, U64Like>, watermark: U64Like | null = null): number {
+  appendCommit(offsets: ReadonlyMap<string, U64Like> | Record<string, U64Like>, watermark: U64Like | null = null): number {
     const op = commitOperation(offsets, watermark);
     return this.append(new PerCoreWalEntry(this.core, 0, 0, 0, 0, 0, 0, op));
   }
@@ -430,10 +478,9 @@ export class CoreWalWriter {
 
   // ---- direct path I/O -------------------------------------------------------------
 
-  /** Writes `buf[off, off+len)` at `at`, preallocating ahead; poisons on failure. */
+  /** Writes `buf[off, off+len)` at `at`; poisons on failure. */
   private writeAt(buf: Uint8Array, off: number, len: number, at: number): void {
     try {
-      this.preallocate(at + len);
       let done = 0;
       while (done < len) done += this.fs.writeSync(this.fd, buf, off + done, len - done, at + done);
     } catch (e) {
@@ -441,13 +488,22 @@ export class CoreWalWriter {
     }
   }
 
+  /**
+   * Zero-fills ahead of `end` when the file is about to grow. Done at sync time only: it is
+   * there so that the next fdatasyncs need not write metadata for a growing file, which
+   * only matters to workloads that sync; a workload that never syncs never pays for zeros.
+   */
   private preallocate(end: number): void {
-    if (this.preallocStep === 0 || end <= this.allocatedEnd) return;
+    if (this.preallocStep === 0 || end + (this.preallocStep >> 2) <= this.allocatedEnd) return;
     const target = end + this.preallocStep;
     zeroChunk ??= Buffer.alloc(1 << 20);
-    for (let at = Math.max(this.allocatedEnd, end); at < target; ) {
-      const n = Math.min(zeroChunk.length, target - at);
-      at += this.fs.writeSync(this.fd, zeroChunk, 0, n, at);
+    try {
+      for (let at = Math.max(this.allocatedEnd, end); at < target; ) {
+        const n = Math.min(zeroChunk.length, target - at);
+        at += this.fs.writeSync(this.fd, zeroChunk, 0, n, at);
+      }
+    } catch (e) {
+      throw this.fail(ioError('preallocate', e, this.segPath, end, this.core));
     }
     this.allocatedEnd = target;
   }
@@ -480,6 +536,9 @@ export class CoreWalWriter {
     this.requireNoStorageIoInFlight('sync');
     this.flushBuffer();
     const target = this.bufStart;
+    if (target > this.allocatedEnd) this.allocatedEnd = target;
+    // A sync that carries a lot of data gains nothing from skipping one metadata write.
+    if (target - this.synced < this.preallocStep >> 2) this.preallocate(target);
     try {
       this.fs.fdatasyncSync(this.fd);
     } catch (e) {
