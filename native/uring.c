@@ -31,7 +31,6 @@
 #define OPK_WRITE_FIXED 0
 #define OPK_DATASYNC 1
 #define OPF_LINK 1
-#define OPF_DRAIN 2
 /* Doubles per operation descriptor: kind, slot, bufIndex, offset in that buffer, len, fileOffset, userData, flags. */
 #define OP_STRIDE 8
 
@@ -65,6 +64,10 @@ struct ring {
    * belongs to the ArrayBuffer handed to JS (unmapped by that buffer's finalizer). */
   char *pool_base;
   uint32_t buf_size, buf_count;
+  /* One more registered buffer, index buf_count, that stays all zeros: preallocation
+   * writes come from it without a copy. Owned by the ring. */
+  char *zero_base;
+  uint32_t zero_size;
   size_t sq_map_len, cq_map_len, sqes_len;
   /* libuv wake-up */
   napi_env env;
@@ -203,6 +206,9 @@ static void ring_shutdown(ring_t *r, napi_async_cleanup_hook_handle hook) {
   if (r->fd >= 0) close(r->fd);
   if (r->efd >= 0) close(r->efd);
   r->fd = r->efd = -1;
+  /* The kernel keeps its own references to pinned pages until it has torn the ring down. */
+  if (r->zero_base != NULL) munmap(r->zero_base, r->zero_size);
+  r->zero_base = NULL;
 }
 
 static void cleanup_hook(napi_async_cleanup_hook_handle hook, void *arg) {
@@ -328,22 +334,23 @@ static napi_value js_probe(napi_env env, napi_callback_info info) {
   return out;
 }
 
-/* ---- create(sqEntries, bufCount, bufSize, fileSlots, trySqpoll, sqIdleMs) ------------- */
+/* ---- create(sqEntries, bufCount, bufSize, fileSlots, trySqpoll, sqIdleMs, zeroSize) ---- */
 
 static napi_value js_create(napi_env env, napi_callback_info info) {
-  size_t argc = 6;
-  napi_value argv[6];
+  size_t argc = 7;
+  napi_value argv[7];
   CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-  uint32_t entries, buf_count, buf_size, slots, idle;
+  uint32_t entries, buf_count, buf_size, slots, idle, zero_size;
   bool try_sqpoll = false;
-  if (argc < 6 || !get_u32(env, argv[0], &entries) || !get_u32(env, argv[1], &buf_count) ||
+  if (argc < 7 || !get_u32(env, argv[0], &entries) || !get_u32(env, argv[1], &buf_count) ||
       !get_u32(env, argv[2], &buf_size) || !get_u32(env, argv[3], &slots) ||
-      napi_get_value_bool(env, argv[4], &try_sqpoll) != napi_ok || !get_u32(env, argv[5], &idle)) {
-    napi_throw_type_error(env, "EINVAL", "create(sqEntries, bufCount, bufSize, fileSlots, trySqpoll, sqIdleMs)");
+      napi_get_value_bool(env, argv[4], &try_sqpoll) != napi_ok || !get_u32(env, argv[5], &idle) ||
+      !get_u32(env, argv[6], &zero_size)) {
+    napi_throw_type_error(env, "EINVAL", "create(sqEntries, bufCount, bufSize, fileSlots, trySqpoll, sqIdleMs, zeroSize)");
     return NULL;
   }
-  if (buf_count == 0 || buf_size == 0 || slots == 0) {
-    napi_throw_range_error(env, "EINVAL", "bufCount, bufSize and fileSlots must be positive");
+  if (buf_count == 0 || buf_count >= 65535 || buf_size == 0 || slots == 0 || zero_size == 0) {
+    napi_throw_range_error(env, "EINVAL", "bufCount (< 65535), bufSize, fileSlots and zeroSize must be positive");
     return NULL;
   }
   ring_t *r = calloc(1, sizeof *r);
@@ -375,13 +382,18 @@ static napi_value js_create(napi_env env, napi_callback_info info) {
   size_t total = (size_t)buf_count * buf_size;
   void *mem = mmap(NULL, total, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
   if (mem == MAP_FAILED) { err = errno; failed = "mmap(buffer pool)"; goto fail; }
-  struct iovec *iov = calloc(buf_count, sizeof *iov);
+  r->zero_base = mmap(NULL, zero_size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
+  if (r->zero_base == MAP_FAILED) { r->zero_base = NULL; err = errno; munmap(mem, total); failed = "mmap(zero buffer)"; goto fail; }
+  r->zero_size = zero_size;
+  struct iovec *iov = calloc(buf_count + 1, sizeof *iov);
   if (iov == NULL) { munmap(mem, total); err = ENOMEM; failed = "calloc"; goto fail; }
   for (uint32_t i = 0; i < buf_count; i++) {
     iov[i].iov_base = (char *)mem + (size_t)i * buf_size;
     iov[i].iov_len = buf_size;
   }
-  int rc = sys_register(fd, IORING_REGISTER_BUFFERS, iov, buf_count);
+  iov[buf_count].iov_base = r->zero_base;
+  iov[buf_count].iov_len = zero_size;
+  int rc = sys_register(fd, IORING_REGISTER_BUFFERS, iov, buf_count + 1);
   free(iov);
   if (rc < 0) { err = errno; munmap(mem, total); failed = "io_uring_register(IORING_REGISTER_BUFFERS)"; goto fail; }
 
@@ -480,16 +492,19 @@ static napi_value js_submit(napi_env env, napi_callback_info info) {
     sqe->fd = (int)d[1]; /* index into the registered file table */
     sqe->flags = IOSQE_FIXED_FILE;
     if (flags & OPF_LINK) sqe->flags |= IOSQE_IO_LINK;
-    if (flags & OPF_DRAIN) sqe->flags |= IOSQE_IO_DRAIN;
     sqe->user_data = (uint64_t)d[6];
     if (kind == OPK_WRITE_FIXED) {
       sqe->opcode = IORING_OP_WRITE_FIXED;
       uint32_t bi = (uint32_t)d[2], bo = (uint32_t)d[3], bl = (uint32_t)d[4];
-      if (bi >= r->buf_count || bo > r->buf_size || bl > r->buf_size - bo) {
+      char *base = bi == r->buf_count ? r->zero_base : r->pool_base + (size_t)bi * r->buf_size;
+      uint32_t cap = bi == r->buf_count ? r->zero_size : r->buf_size;
+      if (bi > r->buf_count || bo > cap || bl > cap - bo) {
+        /* Nothing of this batch is published yet: the SQ tail only moves below. */
+        r->sq_local_tail -= i;
         napi_throw_range_error(env, "EINVAL", "submit: write outside its registered buffer");
         return NULL;
       }
-      sqe->addr = (uint64_t)(uintptr_t)(r->pool_base + (size_t)bi * r->buf_size + bo);
+      sqe->addr = (uint64_t)(uintptr_t)(base + bo);
       sqe->len = bl;
       sqe->off = (uint64_t)d[5];
       sqe->buf_index = (uint16_t)bi;

@@ -18,6 +18,7 @@ const indexUrl = pathToFileURL(fileURLToPath(new URL('../src/index.js', import.m
 const EBADF = 9;
 const ENOSPC = 28;
 const EINVAL = 22;
+const ECANCELED = 125;
 
 /** Waits until every pending operation has completed; returns the completions in hand-out order. */
 async function drain(sio: UringStorageIo): Promise<IoCompletion[]> {
@@ -165,8 +166,8 @@ describe('UringStorageIo', { skip }, () => {
         const i = done.findIndex((c) => c.token === w);
         assert.ok(i >= 0 && i < at, `write ${w} handed out before the datasync`);
       }
-      assert.equal(sio.info().syncsHeldBack, 0, 'the kernel ordered it; nothing was reordered in user space');
       assert.equal(fstatSync(openSync(p, 'r')).size, 50 * 3000);
+      assert.equal(sio.info().cqesOutOfChainOrder, 0);
     } finally {
       sio.close();
     }
@@ -176,7 +177,9 @@ describe('UringStorageIo', { skip }, () => {
   // it cannot complete before then. fsync of a FIFO fails with EINVAL, which makes its
   // completion visible. The control — a datasync on another registration of the same
   // FIFO, not ordered after those writes — completes at once, so the test can fail.
-  for (const mode of ['linked (same flush)', 'drained (writes flushed earlier)'] as const) {
+  // Flushed with the writes, the datasync is linked to them in the kernel; flushed later,
+  // it waits in user space for their chain, then runs.
+  for (const mode of ['linked (same flush)', 'deferred (writes flushed earlier)'] as const) {
     for (const sqpoll of [true, false]) {
       test(`datasync waits in the kernel for a blocked earlier write: ${mode}, sqpoll ${sqpoll}`, async () => {
         const dir = tempDir();
@@ -189,11 +192,10 @@ describe('UringStorageIo', { skip }, () => {
           const other = sio.registerFd(openSync(fifo, constants.O_RDWR));
           const w1 = sio.submitAppend(fd, Buffer.alloc(65536, 1)); // fills the pipe
           const w2 = sio.submitAppend(fd, Buffer.alloc(1000, 2)); // blocks
-          if (mode.startsWith('drained')) {
+          if (mode.startsWith('deferred')) {
             sio.flush();
             await sleep(10);
           }
-          // The control goes first: a drained datasync also holds back everything after it.
           const control = sio.submitDatasync(other);
           const s = sio.submitDatasync(fd);
           sio.flush();
@@ -203,7 +205,8 @@ describe('UringStorageIo', { skip }, () => {
           assert.ok(early.some((c) => c.token === control && c.result === -EINVAL), 'the unordered datasync completed at once');
           assert.ok(!early.some((c) => c.token === s), `the ordered datasync did not complete before the blocked write: ${JSON.stringify(early)}`);
           assert.ok(!early.some((c) => c.token === w2));
-          assert.equal(sio.info().drainedSyncs, mode.startsWith('drained') ? 1 : 0);
+          assert.equal(sio.info().chainsDeferred > 0, mode.startsWith('deferred'));
+          assert.equal(sio.info().cqesOutOfChainOrder, 0, 'the kernel ran the chain in order');
           const sink = Buffer.alloc(1 << 17);
           const rest: IoCompletion[] = [];
           while (sio.pendingCount() > 0) {
@@ -215,7 +218,6 @@ describe('UringStorageIo', { skip }, () => {
           assert.deepEqual(all.filter((c) => c.token !== control), [
             { token: w1, result: 65536 }, { token: w2, result: 1000 }, { token: s, result: -EINVAL },
           ]);
-          assert.equal(sio.info().syncsHeldBack, 0);
         } finally {
           // Unblock the FIFO whatever happened, or close() would wait for the write forever.
           const sink = Buffer.alloc(1 << 17);
@@ -244,9 +246,91 @@ describe('UringStorageIo', { skip }, () => {
       const t2 = sio.submitWrite(full, b('nope'), 0);
       const done = new Map((await drain(sio)).map((c) => [c.token, c.result]));
       assert.equal(done.get(t1), -EBADF);
-      assert.equal(done.get(s1), -125, 'ECANCELED: never reported as a successful sync');
+      assert.equal(done.get(s1), -ECANCELED, 'never reported as a successful sync');
       assert.equal(done.get(t2), -ENOSPC);
       assert.equal(readFileSync(p, 'utf8'), 'x');
+    } finally {
+      sio.close();
+    }
+  });
+
+  test('after a failure on an fd every later operation on it is cancelled without running; other fds go on', async () => {
+    const dir = tempDir();
+    const p = join(dir, 'ok.bin');
+    const sio = withIo();
+    try {
+      const full = sio.registerFd(openSync('/dev/full', 'w'));
+      const ok = sio.registerFd(openSync(p, 'w+'));
+      const w1 = sio.submitWrite(full, b('a'), 0);
+      const w2 = sio.submitWrite(full, b('b'), 4096); // not contiguous: its own SQE in the chain
+      const s1 = sio.submitDatasync(full);
+      const o1 = sio.submitAppend(ok, b('fine'));
+      sio.flush();
+      const w3 = sio.submitAppend(full, b('c')); // queued behind the chain
+      const first = new Map((await drain(sio)).map((c) => [c.token, c.result]));
+      assert.deepEqual([first.get(w1), first.get(w2), first.get(s1), first.get(w3)], [-ENOSPC, -ECANCELED, -ECANCELED, -ECANCELED]);
+      assert.equal(first.get(o1), 4);
+      const later = sio.submitDatasync(full);
+      const again = sio.submitAppend(ok, b('!'));
+      assert.deepEqual(new Map((await drain(sio)).map((c) => [c.token, c.result])), new Map([[later, -ECANCELED], [again, 1]]));
+      assert.equal(readFileSync(p, 'utf8'), 'fine!');
+      assert.equal(sio.info().freeBuffers, sio.info().bufferCount);
+    } finally {
+      sio.close();
+    }
+  });
+
+  test('a short write is resubmitted for its remainder; on a full tmpfs that ends in -ENOSPC and cancels what follows', async (t) => {
+    const dir = tempDir();
+    const mnt = join(dir, 'small');
+    execFileSync('mkdir', [mnt]);
+    try {
+      execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=64k', 'tmpfs', mnt], { stdio: 'ignore' });
+    } catch {
+      t.skip('cannot mount a small tmpfs here (needs root)');
+      return;
+    }
+    const sio = withIo({ bufferSize: 256 * 1024, bufferCount: 2 });
+    try {
+      const fd = sio.registerFd(openSync(join(mnt, 'f'), 'w+'));
+      const big = sio.submitAppend(fd, Buffer.alloc(100_000, 7)); // one SQE; 64 KiB fit
+      const after = sio.submitWrite(fd, Buffer.alloc(10, 8), 200_000); // its own SQE, after it in the chain
+      const s = sio.submitDatasync(fd);
+      const done = new Map((await drain(sio)).map((c) => [c.token, c.result]));
+      assert.equal(sio.info().shortWriteRetries, 1, 'the kernel wrote part of it; the rest was resubmitted');
+      assert.equal(done.get(big), -ENOSPC, 'a write reports its full length or an errno, never a short count');
+      assert.equal(done.get(after), -ECANCELED);
+      assert.equal(done.get(s), -ECANCELED, 'no datasync reports success after a failed write');
+      assert.equal(readFileSync(join(mnt, 'f')).length, 65536);
+    } finally {
+      sio.close();
+      // The kernel drops the ring's file references asynchronously after close.
+      let unmounted = false;
+      for (let i = 0; i < 50 && !unmounted; i++) {
+        try { execFileSync('umount', [mnt], { stdio: 'ignore' }); unmounted = true; } catch { await sleep(20); }
+      }
+      if (!unmounted) execFileSync('umount', ['-l', mnt]);
+    }
+  });
+
+  test('submitZeros writes zeros from the registered zero buffer, any length, without taking pool buffers', async () => {
+    const dir = tempDir();
+    const p = join(dir, 'zeros.bin');
+    writeFileSync(p, Buffer.alloc(700_000, 0xff));
+    const sio = withIo({ bufferCount: 1, bufferSize: 4096 });
+    try {
+      const fd = sio.registerFd(openSync(p, 'r+'));
+      const z = sio.submitZeros(fd, 10, 600_000); // several SQEs, one token
+      const d = sio.submitWrite(fd, b('data'), 0);
+      assert.equal(sio.info().freeBuffers, 0, 'only the data write took a pool buffer');
+      assert.deepEqual(new Map((await drain(sio)).map((c) => [c.token, c.result])), new Map([[z, 600_000], [d, 4]]));
+      const got = readFileSync(p);
+      assert.equal(got.length, 700_000);
+      assert.equal(got.subarray(0, 4).toString(), 'data');
+      assert.ok(got.subarray(4, 10).every((x) => x === 0xff));
+      assert.ok(got.subarray(10, 600_010).every((x) => x === 0));
+      assert.ok(got.subarray(600_010).every((x) => x === 0xff));
+      assert.equal(code(() => sio.submitZeros(fd, -1, 10)), 'INVALID_POSITION');
     } finally {
       sio.close();
     }
@@ -345,7 +429,7 @@ describe('UringStorageIo', { skip }, () => {
     ]) {
       assert.equal(code(f), 'CLOSED');
     }
-    await assert.rejects(sio.waitForCompletions(), (e: unknown) => e instanceof StorageIoError && e.code === 'CLOSED');
+    assert.throws(() => sio.waitForCompletions(), (e: unknown) => e instanceof StorageIoError && e.code === 'CLOSED');
   });
 
   test('waitForCompletions resolves on the eventfd wake-up, at once when something is ready, and flushes for the caller', async () => {

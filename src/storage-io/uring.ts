@@ -1,9 +1,10 @@
-import { fstatSync, closeSync, existsSync } from 'node:fs';
+import { closeSync, existsSync, fstatSync } from 'node:fs';
 import { createRequire } from 'node:module';
+import { availableParallelism, constants } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { PerCoreWalError, StorageIoError } from '../errors/errors.js';
-import { requireBytes, toPosition } from '../util/u64.js';
+import { requireBytes } from '../util/u64.js';
 import type { IoCompletion, IoFd, StorageIo } from './types.js';
 
 // ---- the native binding (native/uring.c) ------------------------------------------------
@@ -20,7 +21,7 @@ interface NativeRing {
 }
 interface NativeBinding {
   probe(): NativeProbe;
-  create(sqEntries: number, bufCount: number, bufSize: number, fileSlots: number, trySqpoll: boolean, sqIdleMs: number): NativeRing;
+  create(sqEntries: number, bufCount: number, bufSize: number, fileSlots: number, trySqpoll: boolean, sqIdleMs: number, zeroSize: number): NativeRing;
   submit(h: object, ops: Float64Array, count: number): number;
   reap(h: object, out: Float64Array): number;
   cqReady(h: object): number;
@@ -100,11 +101,13 @@ export interface UringStorageIoOptions {
   /** Registered file slots: the most fds registered at once. Default 64. */
   maxFiles?: number;
   /**
-   * Try `IORING_SETUP_SQPOLL` (a kernel thread picks submissions up, so `flush()` usually
-   * makes no syscall). Refused (EPERM: older kernel, no privilege, policy) → plain
-   * `io_uring_enter`. Default true.
+   * Try `IORING_SETUP_SQPOLL`: a kernel thread picks submissions up, so `flush()` makes no
+   * syscall while it is awake. Refused (EPERM: kernel before 5.11 without privilege, or
+   * a policy) → plain `io_uring_enter`. The thread spins on a CPU of its own while busy,
+   * which pays only when one is spare: `'auto'` (the default) tries it when the machine
+   * has at least 4 CPUs. On 2 shared CPUs it measured 2–3x slower than `false`.
    */
-  sqpoll?: boolean;
+  sqpoll?: boolean | 'auto';
   /** Milliseconds the SQPOLL thread spins without work before sleeping. Default 50. */
   sqThreadIdleMs?: number;
   /**
@@ -119,7 +122,7 @@ export interface UringStorageIoOptions {
 export interface UringStorageIoInfo {
   /** Whether the ring runs with a kernel SQ polling thread. */
   sqpoll: boolean;
-  /** errno of the refused SQPOLL setup (e.g. 1 = EPERM), 0 when SQPOLL was not refused. */
+  /** errno of the refused SQPOLL setup (e.g. 1 = EPERM), 0 when SQPOLL was not tried or not refused. */
   sqpollRefusedErrno: number;
   sqEntries: number;
   cqEntries: number;
@@ -130,37 +133,48 @@ export interface UringStorageIoInfo {
   registeredFds: number;
   /** SQEs handed to the kernel since creation (fewer than operations when writes coalesce). */
   sqesSubmitted: number;
-  /** Datasyncs submitted with IOSQE_IO_DRAIN because earlier writes on their fd were in flight. */
-  drainedSyncs: number;
+  /** Linked chains handed to the kernel since creation (at most one per fd at a time). */
+  chainsSubmitted: number;
+  /** Times a flush left an fd's operations queued because its previous chain was still running. */
+  chainsDeferred: number;
+  /** Short writes resubmitted for their remainder. */
+  shortWriteRetries: number;
   /**
-   * Datasync completions the kernel posted before a completion of an earlier write on
-   * the same fd, which this class then held back. The kernel's ordering makes this 0;
-   * tests assert it.
+   * CQEs that arrived before the CQE of an earlier SQE of their chain. Linked SQEs run one
+   * after another, so the kernel keeps this at 0; tests assert it to show the ordering
+   * comes from the kernel, not from this class handing results out in chain order.
    */
-  syncsHeldBack: number;
+  cqesOutOfChainOrder: number;
 }
 
 const KIND_WRITE = 0;
 const KIND_SYNC = 1;
 const FLAG_LINK = 1;
-const FLAG_DRAIN = 2;
 const STRIDE = 8;
 const MAX_BUFFER_SIZE = 1 << 30;
 const MAX_BUFFERS = 16384;
 const MIN_BUFFERS_ON_ENOMEM = 4;
+const SQPOLL_AUTO_MIN_CPUS = 4;
+/** The registered all-zeros buffer that `submitZeros` writes from. */
+const ZERO_BUFFER_SIZE = 256 * 1024;
+const EIO = constants.errno.EIO;
+const ECANCELED = constants.errno.ECANCELED;
 
-/** One SQE: a (possibly coalesced) write from one registered buffer, or a datasync. */
+/**
+ * One SQE's worth of work: a (possibly coalesced) write from one registered buffer, or a
+ * datasync. `done` bytes of a write have been written; a short write resubmits the rest.
+ */
 interface Op {
   kind: number;
-  fd: FdState;
-  /** Per-fd submission order. */
-  seq: number;
+  /** Registered buffer index; `zeroBuf` for zeros, -1 for a datasync. */
   buf: number;
   used: number;
+  done: number;
   offset: number;
   tokens: number[];
   lens: number[];
-  done: boolean;
+  /** The kernel's result for the SQE now in flight. */
+  res: number;
 }
 
 interface FdState {
@@ -168,17 +182,15 @@ interface FdState {
   slot: number;
   osFd: number;
   cursor: number;
-  nextSeq: number;
-  /** Operations not yet flushed, in submission order. */
+  /** Not yet in the kernel, in submission order. */
   queued: Op[];
-  /** SQEs in the kernel (flushed, completion not yet reaped). */
-  inflight: number;
-  inflightWrites: number;
-  /** Writes not yet completed, in seq order (head index `wHead`). */
-  writes: Op[];
-  wHead: number;
-  /** Datasync completions waiting for an earlier write's completion. */
-  held: { op: Op; result: number }[];
+  /** The linked chain in the kernel, or null; the fd's next chain waits for it. */
+  chain: Op[] | null;
+  chainLeft: number;
+  /** Index in `chain` of the SQE whose CQE should come next. */
+  chainNext: number;
+  /** The first failure on this fd (a negative errno), or 0: every later operation is cancelled. */
+  failed: number;
 }
 
 interface SplitToken { left: number; bytes: number; err: number }
@@ -196,27 +208,39 @@ function intOption(v: number | undefined, dflt: number, min: number, max: number
   return n;
 }
 
+function checkOffset(v: unknown, name: string): number {
+  if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < 0) {
+    throw new PerCoreWalError('INVALID_POSITION', `${name} must be a non-negative safe integer, got ${String(v)}`);
+  }
+  return v;
+}
+
 /**
  * A {@link StorageIo} backend on Linux io_uring: one ring per instance — create one per
- * core (worker thread) — with registered files, a registered buffer pool and a kernel
- * SQ polling thread where the kernel allows one.
+ * core (worker thread) — with registered files, a registered buffer pool and, where
+ * the kernel allows one and a CPU is spare for it, a kernel SQ polling thread.
  *
  * - `submitWrite`/`submitAppend` copy the bytes into a free registered buffer
  *   (`IORING_OP_WRITE_FIXED`; `BUFFER_EXHAUSTED` when none is free, buffers return to the
  *   pool on completion). Appends are writes at an explicit offset: each fd's append
  *   cursor starts at its size when registered. Contiguous writes not yet flushed share a
- *   buffer and an SQE, each keeping its own token and completion.
- * - `submitDatasync` is `IORING_OP_FSYNC` with `IORING_FSYNC_DATASYNC`, ordered in the
- *   kernel after every write submitted before it on that fd (SPEC invariant 2): it ends a
- *   chain of `IOSQE_IO_LINK`ed writes flushed with it, and drains (`IOSQE_IO_DRAIN`) when
- *   writes from earlier flushes are still in flight. A write failing inside a chain
- *   completes the datasync with `-ECANCELED`, never with success.
+ *   buffer and an SQE, each keeping its own token and completion. `submitZeros` writes
+ *   from a registered all-zeros buffer, copying nothing.
+ * - Per fd, what one `flush()` starts is one chain of SQEs joined by `IOSQE_IO_LINK`, and
+ *   an fd has one chain in the kernel at a time (the next starts as the previous one's
+ *   completions are polled). So writes run in submission order, and a datasync
+ *   (`IORING_OP_FSYNC`, `IORING_FSYNC_DATASYNC`) runs only after every write submitted
+ *   before it on its fd has completed — in the kernel, by the link (SPEC invariant 2).
+ * - After an operation on an fd fails, every later one on it completes with `-ECANCELED`
+ *   without running (the kernel cancels the rest of the chain; queued ones never start),
+ *   so the file never holds a record after a hole, and a failed datasync is never
+ *   followed by one reporting success. A short write is resubmitted for its remainder; a
+ *   write's completion reports its full length or a negative errno.
  * - `flush()` publishes the SQEs (one `io_uring_enter`, or none while the SQPOLL thread
  *   is awake); `pollCompletions` reads the CQ ring in user space; `waitForCompletions`
  *   sleeps on an eventfd the ring signals, watched by libuv, so nothing spins. The watch
  *   is active only while a wait is pending, so an idle instance never keeps the process
  *   alive.
- * - Results are bytes or `-errno`, as the kernel reports them.
  *
  * Support: {@link UringStorageIo.isSupported} says whether this process can use it
  * (Linux, the addon built at install, and a kernel and seccomp policy that allow
@@ -227,7 +251,7 @@ function intOption(v: number | undefined, dflt: number, min: number, max: number
  * @example
  * ```ts
  * import { openSync } from 'node:fs';
- * import { CoreWalWriter, UringStorageIo } from 'corewal';
+ * import { CoreWalWriter, UringStorageIo, type IoCompletion } from 'corewal';
  *
  * if (UringStorageIo.isSupported().supported) {
  *   const sio = UringStorageIo.create();
@@ -252,19 +276,21 @@ export class UringStorageIo implements StorageIo {
   private readonly pool: Uint8Array;
   private readonly bufSize: number;
   private readonly bufCount: number;
+  /** Index of the registered all-zeros buffer (just past the pool). */
+  private readonly zeroBuf: number;
   private readonly depth: number;
   private readonly coalesce: boolean;
   private readonly ring: NativeRing;
   private readonly freeBufs: number[] = [];
   private readonly freeSlots: number[] = [];
   private readonly fds = new Map<number, FdState>();
-  private readonly inflight = new Map<number, Op>();
+  private readonly inflight = new Map<number, { op: Op; fd: FdState; idx: number }>();
   private readonly split = new Map<number, SplitToken>();
-  /** Fds with queued operations, in the order they first got one. */
+  /** Fds with queued operations not yet started, in the order they got them. */
   private readonly dirty = new Set<FdState>();
   private readonly desc: Float64Array;
   private readonly cqBuf: Float64Array;
-  /** Completions already taken off the CQ (by close/deregister waits, or zero-length writes). */
+  /** Completions ready to hand out before anything still in the CQ. */
   private staged: IoCompletion[] = [];
   private waiters: (() => void)[] = [];
   private waiting = false;
@@ -272,13 +298,14 @@ export class UringStorageIo implements StorageIo {
   private nextToken = 1;
   private nextUserData = 1;
   private nextFdId = 1;
-  /** SQEs queued or in the kernel: bounded by `depth`, which also keeps the CQ from overflowing. */
+  /** Ops (SQEs) queued or in the kernel: bounded by `depth`, which also keeps the CQ from overflowing. */
   private sqes = 0;
-  private queuedOps = 0;
   private pending = 0;
   private sqesSubmitted = 0;
-  private drainedSyncs = 0;
-  private syncsHeldBack = 0;
+  private chainsSubmitted = 0;
+  private chainsDeferred = 0;
+  private shortWriteRetries = 0;
+  private cqesOutOfChainOrder = 0;
 
   /**
    * Whether io_uring can be used here, with the reason when not: not Linux, the addon
@@ -321,15 +348,18 @@ export class UringStorageIo implements StorageIo {
     const size = intOption(options.bufferSize, 64 * 1024, 1, MAX_BUFFER_SIZE, 'bufferSize');
     const slots = intOption(options.maxFiles, 64, 1, 32768, 'maxFiles');
     const idle = intOption(options.sqThreadIdleMs, 50, 1, 60_000, 'sqThreadIdleMs');
+    const sq = options.sqpoll ?? 'auto';
+    if (sq !== true && sq !== false && sq !== 'auto') throw new PerCoreWalError('INVALID_ARGUMENT', `sqpoll must be true, false or 'auto', got ${String(sq)}`);
+    const trySqpoll = sq === 'auto' ? availableParallelism() >= SQPOLL_AUTO_MIN_CPUS : sq;
     this.native = native;
     let ring: NativeRing | null = null;
     for (;;) {
       try {
-        ring = native.create(depth, count, size, slots, options.sqpoll ?? true, idle);
+        ring = native.create(depth, count, size, slots, trySqpoll, idle, ZERO_BUFFER_SIZE);
         break;
       } catch (e) {
         const errno = (e as { errno?: number }).errno;
-        if (errno === 12 && count > MIN_BUFFERS_ON_ENOMEM && /REGISTER_BUFFERS/.test((e as Error).message)) {
+        if (errno === constants.errno.ENOMEM && count > MIN_BUFFERS_ON_ENOMEM && /REGISTER_BUFFERS/.test((e as Error).message)) {
           count = Math.max(MIN_BUFFERS_ON_ENOMEM, count >> 1);
           continue;
         }
@@ -341,6 +371,7 @@ export class UringStorageIo implements StorageIo {
     this.pool = new Uint8Array(ring.buffers);
     this.bufSize = size;
     this.bufCount = count;
+    this.zeroBuf = count;
     this.depth = Math.min(depth, ring.sqEntries);
     this.coalesce = options.coalesce ?? true;
     for (let i = count - 1; i >= 0; i--) this.freeBufs.push(i);
@@ -368,8 +399,10 @@ export class UringStorageIo implements StorageIo {
       freeBuffers: this.freeBufs.length,
       registeredFds: this.fds.size,
       sqesSubmitted: this.sqesSubmitted,
-      drainedSyncs: this.drainedSyncs,
-      syncsHeldBack: this.syncsHeldBack,
+      chainsSubmitted: this.chainsSubmitted,
+      chainsDeferred: this.chainsDeferred,
+      shortWriteRetries: this.shortWriteRetries,
+      cqesOutOfChainOrder: this.cqesOutOfChainOrder,
     };
   }
 
@@ -378,10 +411,13 @@ export class UringStorageIo implements StorageIo {
   }
 
   private state(fd: IoFd): FdState {
+    this.checkOpen();
     const st = typeof fd === 'number' ? this.fds.get(fd) : undefined;
     if (st === undefined) throw new StorageIoError('BAD_FD', `IoFd ${String(fd)} is not registered with this UringStorageIo`);
     return st;
   }
+
+  // ---- fds ----------------------------------------------------------------------
 
   /**
    * Installs `fd` in a registered-file slot (`IORING_REGISTER_FILES_UPDATE`) and takes
@@ -391,12 +427,14 @@ export class UringStorageIo implements StorageIo {
    */
   registerFd(fd: number): IoFd {
     this.checkOpen();
-    if (!Number.isSafeInteger(fd) || fd < 0 || fd > 0x7fffffff) throw new StorageIoError('BAD_FD', `not a file descriptor: ${String(fd)}`);
+    if (typeof fd !== 'number' || !Number.isInteger(fd) || fd < 0 || fd > 0x7fffffff) {
+      throw new StorageIoError('BAD_FD', `registerFd takes an open OS file descriptor, got ${String(fd)}`);
+    }
     let size: number;
     try {
       size = fstatSync(fd).size;
     } catch (e) {
-      throw new StorageIoError('BAD_FD', `fd ${fd} is not open: ${(e as Error).message}`, { cause: e });
+      throw new StorageIoError('BAD_FD', `registerFd: fstat of fd ${fd} failed: ${(e as Error).message}`, { cause: e });
     }
     const slot = this.freeSlots.pop();
     if (slot === undefined) throw new StorageIoError('QUEUE_FULL', `all ${this.fds.size} registered-file slots are in use (maxFiles)`);
@@ -404,34 +442,32 @@ export class UringStorageIo implements StorageIo {
       this.native.updateFile(this.h, slot, fd);
     } catch (e) {
       this.freeSlots.push(slot);
-      const errno = (e as { errno?: number }).errno;
-      if (errno === 9) throw new StorageIoError('BAD_FD', `fd ${fd} cannot be registered: ${(e as Error).message}`, { cause: e });
+      if ((e as { errno?: number }).errno === constants.errno.EBADF) {
+        throw new StorageIoError('BAD_FD', `fd ${fd} cannot be registered: ${(e as Error).message}`, { cause: e });
+      }
       throw ioErr(`registering fd ${fd}`, e);
     }
     const id = this.nextFdId++;
-    this.fds.set(id, {
-      id, slot, osFd: fd, cursor: size, nextSeq: 0, queued: [], inflight: 0, inflightWrites: 0, writes: [], wHead: 0, held: [],
-    });
+    this.fds.set(id, { id, slot, osFd: fd, cursor: size, queued: [], chain: null, chainLeft: 0, chainNext: 0, failed: 0 });
     return id as IoFd;
   }
 
   /**
-   * Flushes what is queued on `fd`, waits (blocking) until its operations in flight have
-   * completed — their completions stay available to `pollCompletions` — then clears its
-   * slot and closes it.
+   * Starts what is queued on `fd`, waits (blocking) until all of it has completed — the
+   * completions stay available to `pollCompletions` — then clears its slot and closes it.
    */
   deregisterFd(fd: IoFd): void {
-    this.checkOpen();
     const st = this.state(fd);
-    if (st.queued.length > 0) this.flush();
-    this.drainUntil(() => st.inflight === 0 && st.held.length === 0);
+    this.flush();
+    this.runUntil(() => st.chain === null && st.queued.length === 0);
     this.fds.delete(st.id);
+    this.dirty.delete(st);
     let failure: unknown = null;
     try {
       this.native.updateFile(this.h, st.slot, -1);
       this.freeSlots.push(st.slot);
     } catch (e) {
-      failure = e; // the slot stays taken: the kernel still holds the file
+      failure = e; // the slot stays taken: the kernel may still hold the file
     }
     try {
       closeSync(st.osFd);
@@ -441,8 +477,8 @@ export class UringStorageIo implements StorageIo {
     if (failure !== null) throw ioErr(`deregistering fd ${st.osFd}`, failure);
   }
 
-  /** Blocks in io_uring_enter until `done()`, moving completions to the staging list. */
-  private drainUntil(done: () => boolean): void {
+  /** Blocks in io_uring_enter until `done()`, staging completions (and starting chains) as they come. */
+  private runUntil(done: () => boolean): void {
     while (!done()) {
       if (this.inflight.size === 0) break;
       try {
@@ -454,26 +490,53 @@ export class UringStorageIo implements StorageIo {
     }
   }
 
+  // ---- submission -----------------------------------------------------------------
+
   submitWrite(fd: IoFd, data: Uint8Array, offset: number): number {
-    this.checkOpen();
     const st = this.state(fd);
     if (!(data instanceof Uint8Array)) requireBytes(data, 'data');
-    const off = toPosition(offset, 'offset');
-    return this.enqueueWrite(st, data, off);
+    return this.enqueueWrite(st, data, checkOffset(offset, 'offset'), data.length);
   }
 
   submitAppend(fd: IoFd, data: Uint8Array): number {
-    this.checkOpen();
     const st = this.state(fd);
     if (!(data instanceof Uint8Array)) requireBytes(data, 'data');
-    const token = this.enqueueWrite(st, data, st.cursor);
+    const token = this.enqueueWrite(st, data, st.cursor, data.length);
     st.cursor += data.length;
     return token;
   }
 
-  private enqueueWrite(st: FdState, data: Uint8Array, offset: number): number {
-    const len = data.length;
-    const bs = this.bufSize;
+  /** Writes `length` zero bytes at `offset` from the registered zero buffer (no copy). */
+  submitZeros(fd: IoFd, offset: number, length: number): number {
+    const st = this.state(fd);
+    return this.enqueueWrite(st, null, checkOffset(offset, 'offset'), checkOffset(length, 'length'));
+  }
+
+  submitDatasync(fd: IoFd): number {
+    const st = this.state(fd);
+    if (st.failed !== 0) return this.cancelled();
+    if (this.sqes + 1 > this.depth) throw this.queueFull();
+    const token = this.nextToken++;
+    this.queue(st, { kind: KIND_SYNC, buf: -1, used: 0, done: 0, offset: 0, tokens: [token], lens: [0], res: 0 });
+    this.pending++;
+    return token;
+  }
+
+  private queueFull(): StorageIoError {
+    return new StorageIoError('QUEUE_FULL', `io_uring queue full: ${this.sqes} of ${this.depth} operations queued or in flight; flush and poll completions`);
+  }
+
+  /** An operation on a failed fd: cancelled without running. */
+  private cancelled(): number {
+    const token = this.nextToken++;
+    this.staged.push({ token, result: -ECANCELED });
+    this.pending++;
+    return token;
+  }
+
+  /** `data` null: zeros. */
+  private enqueueWrite(st: FdState, data: Uint8Array | null, offset: number, len: number): number {
+    if (st.failed !== 0) return this.cancelled();
     if (len === 0) {
       const token = this.nextToken++;
       this.staged.push({ token, result: 0 });
@@ -481,21 +544,22 @@ export class UringStorageIo implements StorageIo {
       return token;
     }
     const q = st.queued;
-    const last = q.length > 0 ? q[q.length - 1]! : null;
-    if (this.coalesce && last !== null && last.kind === KIND_WRITE && last.offset + last.used === offset && bs - last.used >= len) {
-      const token = this.nextToken++;
-      this.pool.set(data, last.buf * bs + last.used);
-      last.used += len;
-      last.tokens.push(token);
-      last.lens.push(len);
-      this.pending++;
-      return token;
+    const bs = data === null ? ZERO_BUFFER_SIZE : this.bufSize;
+    if (data !== null && this.coalesce && q.length > 0) {
+      const last = q[q.length - 1]!;
+      if (last.kind === KIND_WRITE && last.buf !== this.zeroBuf && last.offset + last.used === offset && bs - last.used >= len) {
+        const token = this.nextToken++;
+        this.pool.set(data, last.buf * bs + last.used);
+        last.used += len;
+        last.tokens.push(token);
+        last.lens.push(len);
+        this.pending++;
+        return token;
+      }
     }
     const parts = Math.ceil(len / bs);
-    if (this.sqes + parts > this.depth) {
-      throw new StorageIoError('QUEUE_FULL', `io_uring queue full: ${this.sqes} of ${this.depth} operations queued or in flight; flush and poll completions`);
-    }
-    if (this.freeBufs.length < parts) {
+    if (this.sqes + parts > this.depth) throw this.queueFull();
+    if (data !== null && this.freeBufs.length < parts) {
       throw new StorageIoError('BUFFER_EXHAUSTED',
         `no free registered buffer for a ${len}-byte write (${this.freeBufs.length} of ${this.bufCount} free, ${bs} bytes each); poll completions to return buffers`);
     }
@@ -504,11 +568,12 @@ export class UringStorageIo implements StorageIo {
     for (let p = 0; p < parts; p++) {
       const from = p * bs;
       const n = Math.min(bs, len - from);
-      const buf = this.freeBufs.pop()!;
-      this.pool.set(from === 0 && n === len ? data : data.subarray(from, from + n), buf * bs);
-      const op: Op = { kind: KIND_WRITE, fd: st, seq: st.nextSeq++, buf, used: n, offset: offset + from, tokens: [token], lens: [n], done: false };
-      this.queue(st, op);
-      st.writes.push(op);
+      let buf = this.zeroBuf;
+      if (data !== null) {
+        buf = this.freeBufs.pop()!;
+        this.pool.set(from === 0 && n === len ? data : data.subarray(from, from + n), buf * bs);
+      }
+      this.queue(st, { kind: KIND_WRITE, buf, used: n, done: 0, offset: offset + from, tokens: [token], lens: [n], res: 0 });
     }
     this.pending++;
     return token;
@@ -517,83 +582,71 @@ export class UringStorageIo implements StorageIo {
   private queue(st: FdState, op: Op): void {
     st.queued.push(op);
     this.sqes++;
-    this.queuedOps++;
     this.dirty.add(st);
   }
 
-  submitDatasync(fd: IoFd): number {
-    this.checkOpen();
-    const st = this.state(fd);
-    if (this.sqes + 1 > this.depth) {
-      throw new StorageIoError('QUEUE_FULL', `io_uring queue full: ${this.sqes} of ${this.depth} operations queued or in flight; flush and poll completions`);
-    }
-    const token = this.nextToken++;
-    this.queue(st, { kind: KIND_SYNC, fd: st, seq: st.nextSeq++, buf: -1, used: 0, offset: 0, tokens: [token], lens: [0], done: false });
-    this.pending++;
-    return token;
-  }
-
   /**
-   * Publishes every queued operation to the kernel; returns how many operations (tokens)
-   * it started. Per fd, the writes before a datasync are linked to it; when writes of
-   * that fd from an earlier flush are still in flight, the chain drains.
+   * Starts what is queued: per fd, one chain of linked SQEs. An fd whose previous chain is
+   * still in the kernel keeps its operations queued; they start once that chain's
+   * completions are taken (by `pollCompletions`, `waitForCompletions` or a later flush).
+   * Returns how many operations (tokens) it started now.
    */
   flush(): number {
     this.checkOpen();
-    if (this.queuedOps === 0) return 0;
-    // Completions already posted lower the in-flight counts, so fewer chains need to drain.
-    if (this.cqHasAny()) this.reapInto(this.staged);
+    // Chains that have finished free their fds for the next one.
+    if (this.native.cqReady(this.h) > 0) this.reapInto(this.staged);
+    return this.startChains();
+  }
+
+  private startChains(): number {
+    if (this.dirty.size === 0) return 0;
     const d = this.desc;
     let n = 0;
     let started = 0;
     for (const st of this.dirty) {
+      if (st.chain !== null) {
+        this.chainsDeferred++;
+        continue;
+      }
       const q = st.queued;
-      let lastSync = -1;
-      for (let i = q.length - 1; i >= 0; i--) if (q[i]!.kind === KIND_SYNC) { lastSync = i; break; }
-      const drain = lastSync >= 0 && st.inflightWrites > 0;
-      if (drain) this.drainedSyncs++;
+      this.dirty.delete(st);
+      if (q.length === 0) continue;
+      st.queued = [];
+      st.chain = q;
+      st.chainLeft = q.length;
+      st.chainNext = 0;
+      this.chainsSubmitted++;
       for (let i = 0; i < q.length; i++) {
         const op = q[i]!;
         const ud = this.nextUserData++;
-        this.inflight.set(ud, op);
-        let flags = 0;
-        if (i < lastSync) flags |= FLAG_LINK;
-        if (i === 0 && drain) flags |= FLAG_DRAIN;
+        this.inflight.set(ud, { op, fd: st, idx: i });
         const at = n * STRIDE;
         d[at] = op.kind;
         d[at + 1] = st.slot;
         d[at + 2] = op.buf < 0 ? 0 : op.buf;
-        d[at + 3] = 0;
-        d[at + 4] = op.used;
-        d[at + 5] = op.offset;
+        d[at + 3] = op.done;
+        d[at + 4] = op.used - op.done;
+        d[at + 5] = op.offset + op.done;
         d[at + 6] = ud;
-        d[at + 7] = flags;
+        d[at + 7] = i < q.length - 1 ? FLAG_LINK : 0;
         n++;
         started += op.tokens.length;
-        st.inflight++;
-        if (op.kind === KIND_WRITE) st.inflightWrites++;
       }
-      st.queued = [];
     }
-    this.dirty.clear();
-    this.queuedOps = 0;
+    if (n === 0) return 0;
     let published: number;
     try {
       published = this.native.submit(this.h, d, n);
     } catch (e) {
       throw ioErr('io_uring submission', e);
     }
-    if (published !== n) {
-      // Cannot happen while sqes <= depth <= SQ entries; refuse to continue with a torn chain.
-      throw new StorageIoError('IO', `io_uring accepted ${published} of ${n} SQEs`);
-    }
+    // Cannot fall short while sqes <= depth <= SQ entries; a torn chain must not go unnoticed.
+    if (published !== n) throw new StorageIoError('IO', `io_uring accepted ${published} of ${n} SQEs`);
     this.sqesSubmitted += n;
     return started;
   }
 
-  private cqHasAny(): boolean {
-    return this.native.cqReady(this.h) > 0;
-  }
+  // ---- completion -----------------------------------------------------------------
 
   pollCompletions(out: IoCompletion[]): void {
     this.checkOpen();
@@ -608,58 +661,90 @@ export class UringStorageIo implements StorageIo {
     this.pending -= out.length - before;
   }
 
-  /** Moves every CQE into `out`, mapping SQEs back to tokens. Does not touch `pending`. */
+  /** Takes every CQE, finishing chains into `out`, then starts the chains that were waiting. Leaves `pending` alone. */
   private reapInto(out: IoCompletion[]): void {
     const buf = this.cqBuf;
     const max = buf.length >> 1;
-    for (;;) {
-      const n = this.native.reap(this.h, buf);
-      for (let i = 0; i < n; i++) this.complete(buf[2 * i]!, buf[2 * i + 1]!, out);
-      if (n < max) return;
+    let n: number;
+    do {
+      n = this.native.reap(this.h, buf);
+      for (let i = 0; i < n; i++) {
+        const e = this.inflight.get(buf[2 * i]!);
+        if (e === undefined) continue;
+        this.inflight.delete(buf[2 * i]!);
+        e.op.res = buf[2 * i + 1]!;
+        const st = e.fd;
+        if (e.idx !== st.chainNext) this.cqesOutOfChainOrder++;
+        st.chainNext = e.idx + 1;
+        if (--st.chainLeft === 0) this.finishChain(st, out);
+      }
+    } while (n === max);
+    if (this.dirty.size > 0) this.startChains();
+  }
+
+  /**
+   * A chain's every SQE has completed: hand its results out in submission order. A short
+   * write resubmits its remainder, and the rest of the chain — which the kernel cancelled
+   * because the link broke — goes back in front of the queue. A failure poisons the fd.
+   */
+  private finishChain(st: FdState, out: IoCompletion[]): void {
+    const chain = st.chain!;
+    st.chain = null;
+    let retry = -1;
+    for (let i = 0; i < chain.length; i++) {
+      const op = chain[i]!;
+      if (st.failed !== 0) { this.finishOp(op, -ECANCELED, out); continue; }
+      const res = op.res;
+      if (op.kind === KIND_SYNC) {
+        if (res < 0) st.failed = res;
+        this.finishOp(op, res < 0 ? res : 0, out);
+        continue;
+      }
+      const want = op.used - op.done;
+      if (res === want) {
+        op.done = op.used;
+        this.finishOp(op, 0, out);
+      } else if (res > 0 && res < want) {
+        op.done += res;
+        this.shortWriteRetries++;
+        retry = i;
+        break;
+      } else {
+        // 0 bytes for a non-empty write would retry forever; report it as EIO.
+        st.failed = res < 0 ? res : -EIO;
+        this.finishOp(op, st.failed, out);
+      }
+    }
+    if (retry >= 0) {
+      const again = chain.slice(retry);
+      st.queued = st.queued.length > 0 ? again.concat(st.queued) : again;
+      this.dirty.add(st);
+    }
+    if (st.failed !== 0 && st.queued.length > 0) {
+      for (const op of st.queued) this.finishOp(op, -ECANCELED, out);
+      st.queued = [];
+      this.dirty.delete(st);
     }
   }
 
-  private complete(ud: number, res: number, out: IoCompletion[]): void {
-    const op = this.inflight.get(ud);
-    if (op === undefined) return;
-    this.inflight.delete(ud);
+  /**
+   * Hands out an op's tokens and returns its buffer. `err` 0: every token got its full
+   * length (0 for a datasync); negative: a write's tokens wholly written before the
+   * failure still report their length, the others `err`.
+   */
+  private finishOp(op: Op, err: number, out: IoCompletion[]): void {
     this.sqes--;
-    const st = op.fd;
-    st.inflight--;
     if (op.kind === KIND_SYNC) {
-      if (this.firstOpenWriteSeq(st) < op.seq) {
-        // Posted ahead of an earlier write's completion: hand it out after that one.
-        this.syncsHeldBack++;
-        st.held.push({ op, result: res });
-      } else {
-        this.emit(op.tokens[0]!, res, out);
-      }
+      this.emit(op.tokens[0]!, err, out);
       return;
     }
-    st.inflightWrites--;
-    this.freeBufs.push(op.buf);
-    op.done = true;
-    let rest = res;
+    if (op.buf !== this.zeroBuf) this.freeBufs.push(op.buf);
+    let at = 0;
     for (let i = 0; i < op.tokens.length; i++) {
       const len = op.lens[i]!;
-      const r = res < 0 ? res : Math.min(len, Math.max(0, rest));
-      rest -= len;
-      this.emit(op.tokens[i]!, r, out);
+      at += len;
+      this.emit(op.tokens[i]!, err === 0 || at <= op.done ? len : err, out);
     }
-    const w = st.writes;
-    while (st.wHead < w.length && w[st.wHead]!.done) st.wHead++;
-    if (st.wHead === w.length) { w.length = 0; st.wHead = 0; } else if (st.wHead > 256) { w.splice(0, st.wHead); st.wHead = 0; }
-    if (st.held.length > 0) {
-      const first = this.firstOpenWriteSeq(st);
-      while (st.held.length > 0 && st.held[0]!.op.seq < first) {
-        const h = st.held.shift()!;
-        this.emit(h.op.tokens[0]!, h.result, out);
-      }
-    }
-  }
-
-  private firstOpenWriteSeq(st: FdState): number {
-    return st.wHead < st.writes.length ? st.writes[st.wHead]!.seq : Number.POSITIVE_INFINITY;
   }
 
   /** One SQE's share of a token's result; a token split over several SQEs completes with the last. */
@@ -684,18 +769,14 @@ export class UringStorageIo implements StorageIo {
   /**
    * Resolves once `pollCompletions` has something to return, at once if it already has or
    * if nothing is pending (nothing could ever arrive). Starts queued operations first, so
-   * a forgotten `flush()` cannot hang it. Fails with `CLOSED` after `close()`; a wait
-   * pending when `close()` runs resolves.
+   * a forgotten `flush()` cannot hang it. Throws `CLOSED` after `close()`; a wait pending
+   * when `close()` runs resolves.
    */
   waitForCompletions(): Promise<void> {
-    if (this.closed) return Promise.reject(new StorageIoError('CLOSED', 'UringStorageIo is closed'));
-    if (this.staged.length > 0 || this.pending === 0 || this.cqHasAny()) return Promise.resolve();
-    try {
-      if (this.queuedOps > 0) this.flush();
-    } catch (e) {
-      return Promise.reject(e);
-    }
-    if (this.cqHasAny()) return Promise.resolve();
+    this.checkOpen();
+    if (this.staged.length > 0 || this.pending === 0) return Promise.resolve();
+    this.flush(); // also takes what the CQ holds
+    if (this.staged.length > 0) return Promise.resolve();
     return new Promise<void>((resolve) => {
       this.waiters.push(resolve);
       if (!this.waiting) {
@@ -705,10 +786,24 @@ export class UringStorageIo implements StorageIo {
     });
   }
 
-  /** The eventfd became readable; it may be stale (CQEs already reaped), so look. */
+  /**
+   * The eventfd became readable (possibly stale: CQEs already taken). Taking the CQEs here
+   * also starts chains that were waiting for the ones that finished, so I/O keeps moving
+   * while the caller sleeps; the caller wakes only for a completion it can poll (a CQE in
+   * the middle of a chain is not one yet).
+   */
   private onWake(): void {
-    if (this.closed || (this.staged.length === 0 && !this.cqHasAny())) return;
-    this.settleWaiters();
+    if (this.closed) return;
+    if (this.native.cqReady(this.h) > 0) {
+      try {
+        this.reapInto(this.staged);
+      } catch {
+        // A submission failure surfaces at the caller's next flush or poll; wake it now.
+        this.settleWaiters();
+        return;
+      }
+    }
+    if (this.staged.length > 0) this.settleWaiters();
   }
 
   private settleWaiters(): void {
@@ -722,16 +817,16 @@ export class UringStorageIo implements StorageIo {
   }
 
   /**
-   * Starts what is queued, waits (blocking) for every operation in flight, closes every
-   * registered fd and releases the ring. Completions not yet polled are dropped.
-   * Idempotent; every other method then fails with `CLOSED`.
+   * Starts what is queued, waits (blocking) for every operation to finish, closes every
+   * registered fd and releases the ring. Completions not yet polled are dropped; a pending
+   * `waitForCompletions` resolves. Idempotent; every other method then fails with `CLOSED`.
    */
   close(): void {
     if (this.closed) return;
     let failure: unknown = null;
     try {
-      if (this.queuedOps > 0) this.flush();
-      this.drainUntil(() => this.inflight.size === 0);
+      this.flush();
+      this.runUntil(() => this.sqes === 0);
     } catch (e) {
       failure = e;
     }
