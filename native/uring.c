@@ -72,6 +72,7 @@ struct ring {
   /* libuv wake-up */
   napi_env env;
   poll_box_t *poll;
+  /* The poll handle is referenced (a wait is pending). */
   int polling;
   napi_ref callback;
   napi_async_context actx;
@@ -626,7 +627,8 @@ static void on_readable(uv_poll_t *h, int status, int events) {
   /* Reset the counter so the level-triggered poll quiets until the next CQE. */
   while (read(r->efd, &v, sizeof v) < 0 && errno == EINTR) {}
   (void)status;
-  if (!r->polling || r->callback == NULL) return;
+  /* Called whether or not JS is waiting: taking CQEs starts chains queued behind them. */
+  if (r->callback == NULL) return;
   napi_env env = r->env;
   napi_handle_scope scope;
   if (napi_open_handle_scope(env, &scope) != napi_ok) return;
@@ -647,7 +649,12 @@ static void on_readable(uv_poll_t *h, int status, int events) {
   napi_close_handle_scope(env, scope);
 }
 
-/* watch(handle, callback): prepares the poll handle; it stays stopped until setWaiting(true). */
+/*
+ * watch(handle, callback): polls the eventfd for the ring's lifetime, calling back on every
+ * wake-up. The handle starts unreferenced — it does not keep the event loop alive — and
+ * setWaiting(true) references it while a waitForCompletions() promise is pending.
+ * (Starting and stopping it per wait would cost two epoll_ctl calls each time.)
+ */
 static napi_value js_watch(napi_env env, napi_callback_info info) {
   size_t argc = 2;
   napi_value argv[2];
@@ -664,6 +671,9 @@ static napi_value js_watch(napi_env env, napi_callback_info info) {
   box->ring = r;
   box->handle.data = box;
   r->poll = box;
+  rc = uv_poll_start(&box->handle, UV_READABLE, on_readable);
+  if (rc != 0) return throw_errno(env, "uv_poll_start", -rc);
+  uv_unref((uv_handle_t *)&box->handle);
   CHECK(napi_create_reference(env, argv[1], 1, &r->callback));
   napi_value name;
   CHECK(napi_create_string_utf8(env, "corewal:UringStorageIo", NAPI_AUTO_LENGTH, &name));
@@ -672,11 +682,7 @@ static napi_value js_watch(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
-/*
- * setWaiting(handle, bool): an active poll handle keeps the event loop alive, which is
- * right while a waitForCompletions() promise is pending and wrong otherwise, so the
- * handle is only started for the duration of a wait.
- */
+/* setWaiting(handle, bool): a pending wait keeps the event loop alive; an idle ring does not. */
 static napi_value js_set_waiting(napi_env env, napi_callback_info info) {
   size_t argc = 2;
   napi_value argv[2];
@@ -687,11 +693,10 @@ static napi_value js_set_waiting(napi_env env, napi_callback_info info) {
   CHECK(napi_get_value_bool(env, argv[1], &on));
   if (r->poll == NULL) { napi_throw_error(env, "EINVAL", "setWaiting: not watching"); return NULL; }
   if (on && !r->polling) {
-    int rc = uv_poll_start(&r->poll->handle, UV_READABLE, on_readable);
-    if (rc != 0) return throw_errno(env, "uv_poll_start", -rc);
+    uv_ref((uv_handle_t *)&r->poll->handle);
     r->polling = 1;
   } else if (!on && r->polling) {
-    uv_poll_stop(&r->poll->handle);
+    uv_unref((uv_handle_t *)&r->poll->handle);
     r->polling = 0;
   }
   return NULL;
