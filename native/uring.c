@@ -30,8 +30,11 @@
 /* Operation kinds and flags in the descriptors that JavaScript passes to submit(). */
 #define OPK_WRITE_FIXED 0
 #define OPK_DATASYNC 1
+/* A write from a JS-owned buffer (too large for the registered pool): IORING_OP_WRITE. */
+#define OPK_WRITE 2
 #define OPF_LINK 1
-/* Doubles per operation descriptor: kind, slot, bufIndex, offset in that buffer, len, fileOffset, userData, flags. */
+/* Doubles per operation descriptor: kind, slot, buffer (registered index, or index into
+ * the `large` array for OPK_WRITE), offset in that buffer, len, fileOffset, userData, flags. */
 #define OP_STRIDE 8
 
 typedef struct ring ring_t;
@@ -323,6 +326,8 @@ static napi_value js_probe(napi_env env, napi_callback_info info) {
           missing = "IORING_OP_WRITE_FIXED not supported";
         else if (pr->last_op < IORING_OP_FSYNC || !(pr->ops[IORING_OP_FSYNC].flags & IO_URING_OP_SUPPORTED))
           missing = "IORING_OP_FSYNC not supported";
+        else if (pr->last_op < IORING_OP_WRITE || !(pr->ops[IORING_OP_WRITE].flags & IO_URING_OP_SUPPORTED))
+          missing = "IORING_OP_WRITE not supported";
       }
       free(pr);
     }
@@ -465,11 +470,16 @@ static int kick(ring_t *r) {
   return 0;
 }
 
-/* submit(handle, Float64Array ops, count) -> SQEs published. */
+/*
+ * submit(handle, Float64Array ops, count, large) -> SQEs published. `large` holds the
+ * Uint8Arrays OPK_WRITE descriptors point into; JS keeps each alive until its completion
+ * (V8 never moves an ArrayBuffer's backing store).
+ */
 static napi_value js_submit(napi_env env, napi_callback_info info) {
-  size_t argc = 3;
-  napi_value argv[3];
+  size_t argc = 4;
+  napi_value argv[4];
   CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  if (argc < 4) { napi_throw_type_error(env, "EINVAL", "submit(handle, ops, count, large)"); return NULL; }
   ring_t *r = get_ring(env, argv[0]);
   if (r == NULL) return NULL;
   double *ops;
@@ -494,7 +504,22 @@ static napi_value js_submit(napi_env env, napi_callback_info info) {
     sqe->flags = IOSQE_FIXED_FILE;
     if (flags & OPF_LINK) sqe->flags |= IOSQE_IO_LINK;
     sqe->user_data = (uint64_t)d[6];
-    if (kind == OPK_WRITE_FIXED) {
+    if (kind == OPK_WRITE) {
+      napi_value el;
+      void *data = NULL;
+      size_t blen = 0;
+      uint32_t bo = (uint32_t)d[3], bl = (uint32_t)d[4];
+      if (napi_get_element(env, argv[3], (uint32_t)d[2], &el) != napi_ok ||
+          napi_get_buffer_info(env, el, &data, &blen) != napi_ok || bo > blen || bl > blen - bo) {
+        r->sq_local_tail -= i;
+        napi_throw_range_error(env, "EINVAL", "submit: write outside its buffer");
+        return NULL;
+      }
+      sqe->opcode = IORING_OP_WRITE;
+      sqe->addr = (uint64_t)(uintptr_t)((char *)data + bo);
+      sqe->len = bl;
+      sqe->off = (uint64_t)d[5];
+    } else if (kind == OPK_WRITE_FIXED) {
       sqe->opcode = IORING_OP_WRITE_FIXED;
       uint32_t bi = (uint32_t)d[2], bo = (uint32_t)d[3], bl = (uint32_t)d[4];
       char *base = bi == r->buf_count ? r->zero_base : r->pool_base + (size_t)bi * r->buf_size;

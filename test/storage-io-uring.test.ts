@@ -113,21 +113,27 @@ describe('UringStorageIo', { skip }, () => {
     }
   });
 
-  test('a write larger than one buffer spans several and completes once with its full length', async () => {
+  test('a write longer than a registered buffer goes from a private copy, bounded by maxCopyBytes', async () => {
     const dir = tempDir();
     const p = join(dir, 'big.bin');
-    const sio = withIo({ bufferSize: 4096, bufferCount: 8 });
+    const sio = withIo({ bufferSize: 4096, bufferCount: 8, maxCopyBytes: 15_000 });
     try {
       const fd = sio.registerFd(openSync(p, 'w+'));
       const big = Buffer.alloc(10_000);
       for (let i = 0; i < big.length; i++) big[i] = (i * 7) & 0xff;
       const t = sio.submitAppend(fd, big);
+      big.fill(0); // the backend copied it
       const t2 = sio.submitAppend(fd, b('tail'));
-      assert.equal(sio.info().freeBuffers, 8 - 3);
+      assert.equal(sio.info().freeBuffers, 8 - 1, 'only the small write took a pool buffer');
+      assert.equal(code(() => sio.submitAppend(fd, Buffer.alloc(6000))), 'BUFFER_EXHAUSTED', '10 000 + 6000 > maxCopyBytes');
       const done = await drain(sio);
       assert.deepEqual(done, [{ token: t, result: 10_000 }, { token: t2, result: 4 }]);
-      assert.deepEqual(readFileSync(p), Buffer.concat([big, b('tail')]));
+      const want = Buffer.alloc(10_000);
+      for (let i = 0; i < want.length; i++) want[i] = (i * 7) & 0xff;
+      assert.deepEqual(readFileSync(p), Buffer.concat([want, b('tail')]));
       assert.equal(sio.info().freeBuffers, 8);
+      const huge = sio.submitAppend(fd, Buffer.alloc(20_000, 1)); // alone in flight: allowed past maxCopyBytes
+      assert.deepEqual(await drain(sio), [{ token: huge, result: 20_000 }]);
     } finally {
       sio.close();
     }
@@ -336,7 +342,51 @@ describe('UringStorageIo', { skip }, () => {
     }
   });
 
-  test('QUEUE_FULL at the queue depth, until completions are polled', async () => {
+  test('with the pool taken, writes spill to private copies that coalesce too, up to maxCopyBytes', async () => {
+    const dir = tempDir();
+    const p = join(dir, 'spill.bin');
+    const sio = withIo({ bufferCount: 1, bufferSize: 4096, maxCopyBytes: 8192 });
+    try {
+      const fd = sio.registerFd(openSync(p, 'w+'));
+      const a = sio.submitAppend(fd, Buffer.alloc(4096, 0x61)); // the one pool buffer
+      const bb = sio.submitAppend(fd, Buffer.alloc(100, 0x62)); // spills: a 4096-byte copy
+      const c = sio.submitAppend(fd, Buffer.alloc(100, 0x63)); // joins that copy
+      const d = sio.submitWrite(fd, b('D'), 10_000); // scattered: a second copy, budget now used up
+      assert.equal(code(() => sio.submitWrite(fd, b('E'), 20_000)), 'BUFFER_EXHAUSTED');
+      const done = await drain(sio);
+      assert.deepEqual(done, [{ token: a, result: 4096 }, { token: bb, result: 100 }, { token: c, result: 100 }, { token: d, result: 1 }]);
+      assert.equal(sio.info().sqesSubmitted, 3);
+      const got = readFileSync(p);
+      assert.ok(got.subarray(0, 4096).every((x) => x === 0x61));
+      assert.ok(got.subarray(4096, 4196).every((x) => x === 0x62));
+      assert.ok(got.subarray(4196, 4296).every((x) => x === 0x63));
+      assert.equal(got.subarray(10_000).toString(), 'D');
+      const e = sio.submitWrite(fd, b('E'), 20_000); // the copies came back
+      assert.deepEqual(await drain(sio), [{ token: e, result: 1 }]);
+    } finally {
+      sio.close();
+    }
+  });
+
+  test('QUEUE_FULL past maxQueued operations not yet polled, coalesced or not', async () => {
+    const dir = tempDir();
+    const sio = withIo({ maxQueued: 3 });
+    try {
+      const fd = sio.registerFd(openSync(join(dir, 'm.bin'), 'w+'));
+      const toks = [sio.submitAppend(fd, b('a')), sio.submitAppend(fd, b('b')), sio.submitAppend(fd, b('c'))];
+      assert.equal(code(() => sio.submitAppend(fd, b('d'))), 'QUEUE_FULL');
+      assert.equal(code(() => sio.submitDatasync(fd)), 'QUEUE_FULL');
+      assert.equal(code(() => sio.submitZeros(fd, 0, 1)), 'QUEUE_FULL');
+      assert.deepEqual((await drain(sio)).map((c) => c.token), toks);
+      sio.submitAppend(fd, b('d'));
+      await drain(sio);
+      assert.equal(readFileSync(join(dir, 'm.bin'), 'utf8'), 'abcd');
+    } finally {
+      sio.close();
+    }
+  });
+
+  test('QUEUE_FULL at the queue depth (SQEs queued or in flight), until completions are polled', async () => {
     const dir = tempDir();
     const sio = withIo({ queueDepth: 4, bufferSize: 4096, bufferCount: 16 });
     try {
@@ -355,15 +405,15 @@ describe('UringStorageIo', { skip }, () => {
     }
   });
 
-  test('BUFFER_EXHAUSTED when no registered buffer is free; buffers return on completion', async () => {
+  test('BUFFER_EXHAUSTED when no registered buffer is free (maxCopyBytes 0); buffers return on completion', async () => {
     const dir = tempDir();
-    const sio = withIo({ bufferCount: 2, bufferSize: 4096 });
+    const sio = withIo({ bufferCount: 2, bufferSize: 4096, maxCopyBytes: 0 });
     try {
       const fd = sio.registerFd(openSync(join(dir, 'x.bin'), 'w+'));
       sio.submitWrite(fd, b('a'), 0);
       sio.submitWrite(fd, b('b'), 8192);
       assert.equal(code(() => sio.submitWrite(fd, b('c'), 16384)), 'BUFFER_EXHAUSTED');
-      assert.equal(code(() => sio.submitAppend(fd, Buffer.alloc(5000))), 'BUFFER_EXHAUSTED');
+      assert.equal(code(() => sio.submitAppend(fd, Buffer.alloc(3000))), 'BUFFER_EXHAUSTED');
       assert.equal(sio.pendingCount(), 2, 'a refused write is not pending');
       sio.submitWrite(fd, b('b2'), 8193); // contiguous with a queued write: no new buffer needed
       assert.equal((await drain(sio)).length, 3);

@@ -22,7 +22,7 @@ interface NativeRing {
 interface NativeBinding {
   probe(): NativeProbe;
   create(sqEntries: number, bufCount: number, bufSize: number, fileSlots: number, trySqpoll: boolean, sqIdleMs: number, zeroSize: number): NativeRing;
-  submit(h: object, ops: Float64Array, count: number): number;
+  submit(h: object, ops: Float64Array, count: number, large: Buffer[]): number;
   reap(h: object, out: Float64Array): number;
   cqReady(h: object): number;
   wait(h: object, minComplete: number): void;
@@ -94,10 +94,26 @@ export interface UringStorageIoOptions {
    * so this bounds operations only for scattered writes. Default 256.
    */
   queueDepth?: number;
+  /**
+   * Operations submitted and not yet handed out by `pollCompletions`; past it `submit*`
+   * throws `QUEUE_FULL`. Default 65536.
+   */
+  maxQueued?: number;
   /** Registered buffers in the pool. Default 32. */
   bufferCount?: number;
-  /** Bytes per registered buffer; larger writes span several. Default 64 KiB. */
+  /**
+   * Bytes per registered buffer. A longer write is copied to a buffer of its own and
+   * written with `IORING_OP_WRITE` instead. Default 64 KiB.
+   */
   bufferSize?: number;
+  /**
+   * Bytes of private copies in flight at once: writes longer than a buffer, and writes
+   * queued while every registered buffer is taken (those share `bufferSize` copies the way
+   * they share registered buffers). Past it `BUFFER_EXHAUSTED`; a single write longer than
+   * this still goes when no other copy is in flight. 0 keeps small writes to the registered
+   * pool alone. Default 64 MiB.
+   */
+  maxCopyBytes?: number;
   /** Registered file slots: the most fds registered at once. Default 64. */
   maxFiles?: number;
   /**
@@ -149,6 +165,8 @@ export interface UringStorageIoInfo {
 
 const KIND_WRITE = 0;
 const KIND_SYNC = 1;
+/** A write from a private copy (`IORING_OP_WRITE`): longer than a buffer, or the pool was empty. */
+const KIND_COPY = 2;
 const FLAG_LINK = 1;
 const STRIDE = 8;
 const MAX_BUFFER_SIZE = 1 << 30;
@@ -166,8 +184,10 @@ const ECANCELED = constants.errno.ECANCELED;
  */
 interface Op {
   kind: number;
-  /** Registered buffer index; `zeroBuf` for zeros, -1 for a datasync. */
+  /** Registered buffer index; `zeroBuf` for zeros, -1 for a datasync or a private copy. */
   buf: number;
+  /** The private copy of a KIND_COPY write, kept alive until its completion. */
+  data: Buffer | null;
   used: number;
   done: number;
   offset: number;
@@ -221,8 +241,9 @@ function checkOffset(v: unknown, name: string): number {
  * the kernel allows one and a CPU is spare for it, a kernel SQ polling thread.
  *
  * - `submitWrite`/`submitAppend` copy the bytes into a free registered buffer
- *   (`IORING_OP_WRITE_FIXED`; `BUFFER_EXHAUSTED` when none is free, buffers return to the
- *   pool on completion). Appends are writes at an explicit offset: each fd's append
+ *   (`IORING_OP_WRITE_FIXED`), returned to the pool on completion. A write longer than a
+ *   buffer, or one made while every buffer is taken, goes from a private copy
+ *   (`IORING_OP_WRITE`) within `maxCopyBytes`; past that, `BUFFER_EXHAUSTED`. Appends are writes at an explicit offset: each fd's append
  *   cursor starts at its size when registered. Contiguous writes not yet flushed share a
  *   buffer and an SQE, each keeping its own token and completion. `submitZeros` writes
  *   from a registered all-zeros buffer, copying nothing.
@@ -279,6 +300,9 @@ export class UringStorageIo implements StorageIo {
   /** Index of the registered all-zeros buffer (just past the pool). */
   private readonly zeroBuf: number;
   private readonly depth: number;
+  private readonly maxQueued: number;
+  private readonly maxCopy: number;
+  private copyBytes = 0;
   private readonly coalesce: boolean;
   private readonly ring: NativeRing;
   private readonly freeBufs: number[] = [];
@@ -344,6 +368,8 @@ export class UringStorageIo implements StorageIo {
 
   private constructor(native: NativeBinding, options: UringStorageIoOptions) {
     const depth = intOption(options.queueDepth, 256, 1, 32768, 'queueDepth');
+    this.maxQueued = intOption(options.maxQueued, 65536, 1, Number.MAX_SAFE_INTEGER, 'maxQueued');
+    this.maxCopy = intOption(options.maxCopyBytes, 64 * 1024 * 1024, 0, Number.MAX_SAFE_INTEGER, 'maxCopyBytes');
     let count = intOption(options.bufferCount, 32, 1, MAX_BUFFERS, 'bufferCount');
     const size = intOption(options.bufferSize, 64 * 1024, 1, MAX_BUFFER_SIZE, 'bufferSize');
     const slots = intOption(options.maxFiles, 64, 1, 32768, 'maxFiles');
@@ -493,14 +519,14 @@ export class UringStorageIo implements StorageIo {
   // ---- submission -----------------------------------------------------------------
 
   submitWrite(fd: IoFd, data: Uint8Array, offset: number): number {
-    const st = this.state(fd);
     if (!(data instanceof Uint8Array)) requireBytes(data, 'data');
-    return this.enqueueWrite(st, data, checkOffset(offset, 'offset'), data.length);
+    const off = checkOffset(offset, 'offset');
+    return this.enqueueWrite(this.admit(fd), data, off, data.length);
   }
 
   submitAppend(fd: IoFd, data: Uint8Array): number {
-    const st = this.state(fd);
     if (!(data instanceof Uint8Array)) requireBytes(data, 'data');
+    const st = this.admit(fd);
     const token = this.enqueueWrite(st, data, st.cursor, data.length);
     st.cursor += data.length;
     return token;
@@ -508,22 +534,32 @@ export class UringStorageIo implements StorageIo {
 
   /** Writes `length` zero bytes at `offset` from the registered zero buffer (no copy). */
   submitZeros(fd: IoFd, offset: number, length: number): number {
-    const st = this.state(fd);
-    return this.enqueueWrite(st, null, checkOffset(offset, 'offset'), checkOffset(length, 'length'));
+    const off = checkOffset(offset, 'offset');
+    const len = checkOffset(length, 'length');
+    return this.enqueueWrite(this.admit(fd), null, off, len);
   }
 
   submitDatasync(fd: IoFd): number {
-    const st = this.state(fd);
+    const st = this.admit(fd);
     if (st.failed !== 0) return this.cancelled();
-    if (this.sqes + 1 > this.depth) throw this.queueFull();
+    if (this.sqes + 1 > this.depth) throw this.sqFull();
     const token = this.nextToken++;
-    this.queue(st, { kind: KIND_SYNC, buf: -1, used: 0, done: 0, offset: 0, tokens: [token], lens: [0], res: 0 });
+    this.queue(st, { kind: KIND_SYNC, buf: -1, data: null, used: 0, done: 0, offset: 0, tokens: [token], lens: [0], res: 0 });
     this.pending++;
     return token;
   }
 
-  private queueFull(): StorageIoError {
-    return new StorageIoError('QUEUE_FULL', `io_uring queue full: ${this.sqes} of ${this.depth} operations queued or in flight; flush and poll completions`);
+  /** The fd's state, once the instance is open, the fd registered and the queue not full. */
+  private admit(fd: IoFd): FdState {
+    const st = this.state(fd);
+    if (this.pending >= this.maxQueued) {
+      throw new StorageIoError('QUEUE_FULL', `UringStorageIo queue is full (${this.pending} operations submitted and not yet polled, maxQueued ${this.maxQueued}); poll completions first`);
+    }
+    return st;
+  }
+
+  private sqFull(): StorageIoError {
+    return new StorageIoError('QUEUE_FULL', `io_uring queue full: ${this.sqes} of ${this.depth} SQEs queued or in flight (queueDepth); flush and poll completions`);
   }
 
   /** An operation on a failed fd: cancelled without running. */
@@ -534,7 +570,12 @@ export class UringStorageIo implements StorageIo {
     return token;
   }
 
-  /** `data` null: zeros. */
+  /**
+   * `data` null: zeros, from the registered zero buffer. Data goes into a registered
+   * buffer — appended to the last queued write of the fd when it continues it and fits —
+   * or, when the write is longer than a buffer or no buffer is free, into a private copy
+   * (within `maxCopyBytes`).
+   */
   private enqueueWrite(st: FdState, data: Uint8Array | null, offset: number, len: number): number {
     if (st.failed !== 0) return this.cancelled();
     if (len === 0) {
@@ -543,37 +584,75 @@ export class UringStorageIo implements StorageIo {
       this.pending++;
       return token;
     }
+    if (data === null) return this.enqueueZeros(st, offset, len);
+    const bs = this.bufSize;
+    if (len > bs) return this.enqueueCopy(st, data, offset, len);
     const q = st.queued;
-    const bs = data === null ? ZERO_BUFFER_SIZE : this.bufSize;
-    if (data !== null && this.coalesce && q.length > 0) {
+    if (this.coalesce && q.length > 0) {
       const last = q[q.length - 1]!;
-      if (last.kind === KIND_WRITE && last.buf !== this.zeroBuf && last.offset + last.used === offset && bs - last.used >= len) {
-        const token = this.nextToken++;
-        this.pool.set(data, last.buf * bs + last.used);
-        last.used += len;
-        last.tokens.push(token);
-        last.lens.push(len);
-        this.pending++;
-        return token;
+      if (last.offset + last.used === offset) {
+        if (last.kind === KIND_WRITE && last.buf !== this.zeroBuf && bs - last.used >= len) {
+          this.pool.set(data, last.buf * bs + last.used);
+          return this.joined(last, len);
+        }
+        if (last.kind === KIND_COPY && last.data!.length - last.used >= len) {
+          last.data!.set(data, last.used);
+          return this.joined(last, len);
+        }
       }
     }
-    const parts = Math.ceil(len / bs);
-    if (this.sqes + parts > this.depth) throw this.queueFull();
-    if (data !== null && this.freeBufs.length < parts) {
+    if (this.sqes + 1 > this.depth) throw this.sqFull();
+    const buf = this.freeBufs.pop();
+    if (buf === undefined) return this.enqueueCopy(st, data, offset, bs);
+    this.pool.set(data, buf * bs);
+    const token = this.nextToken++;
+    this.queue(st, { kind: KIND_WRITE, buf, data: null, used: len, done: 0, offset, tokens: [token], lens: [len], res: 0 });
+    this.pending++;
+    return token;
+  }
+
+  /** A write joined to the queued op `last` (its bytes already copied in after `last.used`). */
+  private joined(last: Op, len: number): number {
+    const token = this.nextToken++;
+    last.used += len;
+    last.tokens.push(token);
+    last.lens.push(len);
+    this.pending++;
+    return token;
+  }
+
+  /**
+   * A private copy of `capacity` bytes (room for later contiguous writes when the pool is
+   * merely exhausted). One longer than every buffer still goes when no other copy is in
+   * flight, so that no write is too large ever to be accepted.
+   */
+  private enqueueCopy(st: FdState, data: Uint8Array, offset: number, capacity: number): number {
+    if (this.sqes + 1 > this.depth) throw this.sqFull();
+    const alone = capacity > this.bufSize && this.copyBytes === 0;
+    if (!alone && this.copyBytes + capacity > this.maxCopy) {
       throw new StorageIoError('BUFFER_EXHAUSTED',
-        `no free registered buffer for a ${len}-byte write (${this.freeBufs.length} of ${this.bufCount} free, ${bs} bytes each); poll completions to return buffers`);
+        `no free registered buffer (${this.bufCount} of ${this.bufSize} bytes) and ${this.copyBytes} bytes of private copies in flight; ` +
+        `${capacity} more would exceed maxCopyBytes ${this.maxCopy}; poll completions to return buffers`);
     }
+    const copy = Buffer.allocUnsafeSlow(capacity);
+    copy.set(data);
+    this.copyBytes += capacity;
+    const token = this.nextToken++;
+    this.queue(st, { kind: KIND_COPY, buf: -1, data: copy, used: data.length, done: 0, offset, tokens: [token], lens: [data.length], res: 0 });
+    this.pending++;
+    return token;
+  }
+
+  /** Zeros from the registered zero buffer: one SQE per buffer's worth, one token. */
+  private enqueueZeros(st: FdState, offset: number, len: number): number {
+    const zs = ZERO_BUFFER_SIZE;
+    const parts = Math.ceil(len / zs);
+    if (this.sqes + parts > this.depth) throw this.sqFull();
     const token = this.nextToken++;
     if (parts > 1) this.split.set(token, { left: parts, bytes: 0, err: 0 });
     for (let p = 0; p < parts; p++) {
-      const from = p * bs;
-      const n = Math.min(bs, len - from);
-      let buf = this.zeroBuf;
-      if (data !== null) {
-        buf = this.freeBufs.pop()!;
-        this.pool.set(from === 0 && n === len ? data : data.subarray(from, from + n), buf * bs);
-      }
-      this.queue(st, { kind: KIND_WRITE, buf, used: n, done: 0, offset: offset + from, tokens: [token], lens: [n], res: 0 });
+      const n = Math.min(zs, len - p * zs);
+      this.queue(st, { kind: KIND_WRITE, buf: this.zeroBuf, data: null, used: n, done: 0, offset: offset + p * zs, tokens: [token], lens: [n], res: 0 });
     }
     this.pending++;
     return token;
@@ -601,6 +680,7 @@ export class UringStorageIo implements StorageIo {
   private startChains(): number {
     if (this.dirty.size === 0) return 0;
     const d = this.desc;
+    const large: Buffer[] = [];
     let n = 0;
     let started = 0;
     for (const st of this.dirty) {
@@ -623,7 +703,12 @@ export class UringStorageIo implements StorageIo {
         const at = n * STRIDE;
         d[at] = op.kind;
         d[at + 1] = st.slot;
-        d[at + 2] = op.buf < 0 ? 0 : op.buf;
+        if (op.kind === KIND_COPY) {
+          large.push(op.data!);
+          d[at + 2] = large.length - 1;
+        } else {
+          d[at + 2] = op.buf < 0 ? 0 : op.buf;
+        }
         d[at + 3] = op.done;
         d[at + 4] = op.used - op.done;
         d[at + 5] = op.offset + op.done;
@@ -636,7 +721,7 @@ export class UringStorageIo implements StorageIo {
     if (n === 0) return 0;
     let published: number;
     try {
-      published = this.native.submit(this.h, d, n);
+      published = this.native.submit(this.h, d, n, large);
     } catch (e) {
       throw ioErr('io_uring submission', e);
     }
@@ -738,7 +823,12 @@ export class UringStorageIo implements StorageIo {
       this.emit(op.tokens[0]!, err, out);
       return;
     }
-    if (op.buf !== this.zeroBuf) this.freeBufs.push(op.buf);
+    if (op.kind === KIND_COPY) {
+      this.copyBytes -= op.data!.length;
+      op.data = null;
+    } else if (op.buf !== this.zeroBuf) {
+      this.freeBufs.push(op.buf);
+    }
     let at = 0;
     for (let i = 0; i < op.tokens.length; i++) {
       const len = op.lens[i]!;
