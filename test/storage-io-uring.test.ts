@@ -139,6 +139,31 @@ describe('UringStorageIo', { skip }, () => {
     }
   });
 
+  test('nothing starts before flush(); a flush while the chain of the fd runs starts the rest when it ends', async () => {
+    const dir = tempDir();
+    const p = join(dir, 'f.bin');
+    const sio = withIo();
+    try {
+      const fd = sio.registerFd(openSync(p, 'w+'));
+      sio.submitAppend(fd, b('one'));
+      const out: IoCompletion[] = [];
+      sio.pollCompletions(out);
+      await sleep(20);
+      sio.pollCompletions(out);
+      assert.equal(out.length, 0);
+      assert.equal(readFileSync(p).length, 0, 'not started: submitted only');
+      assert.equal(sio.flush(), 1);
+      sio.submitDatasync(fd);
+      sio.submitAppend(fd, b('two'));
+      sio.flush(); // the chain of 'one' may still run: these wait for it, then start by themselves
+      const done = await drain(sio);
+      assert.equal(done.length + out.length, 3);
+      assert.equal(readFileSync(p, 'utf8'), 'onetwo');
+    } finally {
+      sio.close();
+    }
+  });
+
   test('a zero-length write completes with 0 and writes nothing', async () => {
     const dir = tempDir();
     const p = join(dir, 'z.bin');

@@ -211,6 +211,12 @@ interface FdState {
   chainNext: number;
   /** The first failure on this fd (a negative errno), or 0: every later operation is cancelled. */
   failed: number;
+  /**
+   * A flush (or a short write's retry) asked for `queued` to start while the previous
+   * chain ran: it starts as soon as that chain's completions are taken. Operations
+   * submitted and never flushed wait for `flush()`.
+   */
+  startWanted: boolean;
 }
 
 interface SplitToken { left: number; bytes: number; err: number }
@@ -474,7 +480,7 @@ export class UringStorageIo implements StorageIo {
       throw ioErr(`registering fd ${fd}`, e);
     }
     const id = this.nextFdId++;
-    this.fds.set(id, { id, slot, osFd: fd, cursor: size, queued: [], chain: null, chainLeft: 0, chainNext: 0, failed: 0 });
+    this.fds.set(id, { id, slot, osFd: fd, cursor: size, queued: [], chain: null, chainLeft: 0, chainNext: 0, failed: 0, startWanted: false });
     return id as IoFd;
   }
 
@@ -674,22 +680,28 @@ export class UringStorageIo implements StorageIo {
     this.checkOpen();
     // Chains that have finished free their fds for the next one.
     if (this.native.cqReady(this.h) > 0) this.reapInto(this.staged);
-    return this.startChains();
+    return this.startChains(true);
   }
 
-  private startChains(): number {
+  /** `all`: everything queued (a flush); otherwise only fds whose start was asked for. */
+  private startChains(all: boolean): number {
     if (this.dirty.size === 0) return 0;
     const d = this.desc;
     const large: Buffer[] = [];
     let n = 0;
     let started = 0;
     for (const st of this.dirty) {
+      if (!all && !st.startWanted) continue;
       if (st.chain !== null) {
-        this.chainsDeferred++;
+        if (all && !st.startWanted) {
+          this.chainsDeferred++;
+          st.startWanted = true;
+        }
         continue;
       }
       const q = st.queued;
       this.dirty.delete(st);
+      st.startWanted = false;
       if (q.length === 0) continue;
       st.queued = [];
       st.chain = q;
@@ -764,7 +776,7 @@ export class UringStorageIo implements StorageIo {
         if (--st.chainLeft === 0) this.finishChain(st, out);
       }
     } while (n === max);
-    if (this.dirty.size > 0) this.startChains();
+    if (this.dirty.size > 0) this.startChains(false);
   }
 
   /**
@@ -804,11 +816,13 @@ export class UringStorageIo implements StorageIo {
       const again = chain.slice(retry);
       st.queued = st.queued.length > 0 ? again.concat(st.queued) : again;
       this.dirty.add(st);
+      st.startWanted = true;
     }
     if (st.failed !== 0 && st.queued.length > 0) {
       for (const op of st.queued) this.finishOp(op, -ECANCELED, out);
       st.queued = [];
       this.dirty.delete(st);
+      st.startWanted = false;
     }
   }
 
