@@ -754,8 +754,12 @@ export class UringStorageIo implements StorageIo {
       this.pending -= s.length;
     }
     const before = out.length;
-    this.reapInto(out);
-    this.pending -= out.length - before;
+    try {
+      this.reapInto(out);
+    } finally {
+      // Completions already moved to `out` are handed out even if starting the next chains failed.
+      this.pending -= out.length - before;
+    }
   }
 
   /** Takes every CQE, finishing chains into `out`, then starts the chains that were waiting. Leaves `pending` alone. */
