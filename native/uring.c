@@ -355,8 +355,9 @@ static napi_value js_create(napi_env env, napi_callback_info info) {
     napi_throw_type_error(env, "EINVAL", "create(sqEntries, bufCount, bufSize, fileSlots, trySqpoll, sqIdleMs, zeroSize)");
     return NULL;
   }
-  if (buf_count == 0 || buf_count >= 65535 || buf_size == 0 || slots == 0 || zero_size == 0) {
-    napi_throw_range_error(env, "EINVAL", "bufCount (< 65535), bufSize, fileSlots and zeroSize must be positive");
+  /* bufCount 0: no registered buffers at all (RLIMIT_MEMLOCK left no room for them). */
+  if (buf_count >= 65535 || (buf_count > 0 && (buf_size == 0 || zero_size == 0)) || slots == 0) {
+    napi_throw_range_error(env, "EINVAL", "bufCount must be < 65535, bufSize and zeroSize positive with a pool, fileSlots positive");
     return NULL;
   }
   ring_t *r = calloc(1, sizeof *r);
@@ -365,7 +366,9 @@ static napi_value js_create(napi_env env, napi_callback_info info) {
   r->env = env;
 
   struct io_uring_params p;
-  int fd = -1, err = 0;
+  int fd = -1, err = 0, sqpoll_errno = 0;
+  void *mem = NULL; /* the pool, until an ArrayBuffer owns it */
+  size_t total = 0;
   if (try_sqpoll) {
     memset(&p, 0, sizeof p);
     p.flags = IORING_SETUP_SQPOLL;
@@ -373,7 +376,7 @@ static napi_value js_create(napi_env env, napi_callback_info info) {
     fd = sys_setup(entries, &p);
     if (fd >= 0) r->sqpoll = 1;
     /* EPERM: SQPOLL needs privileges before 5.11 or is denied by policy; fall back. */
-    else err = errno;
+    else sqpoll_errno = errno;
   }
   if (fd < 0) {
     memset(&p, 0, sizeof p);
@@ -385,35 +388,38 @@ static napi_value js_create(napi_env env, napi_callback_info info) {
   const char *failed = NULL;
   if ((err = map_rings(r, &p)) != 0) { failed = "mmap(io_uring rings)"; goto fail; }
 
-  size_t total = (size_t)buf_count * buf_size;
-  void *mem = mmap(NULL, total, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
-  if (mem == MAP_FAILED) { err = errno; failed = "mmap(buffer pool)"; goto fail; }
-  r->zero_base = mmap(NULL, zero_size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
-  if (r->zero_base == MAP_FAILED) { r->zero_base = NULL; err = errno; munmap(mem, total); failed = "mmap(zero buffer)"; goto fail; }
-  r->zero_size = zero_size;
-  struct iovec *iov = calloc(buf_count + 1, sizeof *iov);
-  if (iov == NULL) { munmap(mem, total); err = ENOMEM; failed = "calloc"; goto fail; }
-  for (uint32_t i = 0; i < buf_count; i++) {
-    iov[i].iov_base = (char *)mem + (size_t)i * buf_size;
-    iov[i].iov_len = buf_size;
+  total = (size_t)buf_count * buf_size;
+  int rc;
+  if (buf_count > 0) {
+    mem = mmap(NULL, total, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
+    if (mem == MAP_FAILED) { mem = NULL; err = errno; failed = "mmap(buffer pool)"; goto fail; }
+    r->zero_base = mmap(NULL, zero_size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
+    if (r->zero_base == MAP_FAILED) { r->zero_base = NULL; err = errno; failed = "mmap(zero buffer)"; goto fail; }
+    r->zero_size = zero_size;
+    struct iovec *iov = calloc(buf_count + 1, sizeof *iov);
+    if (iov == NULL) { err = ENOMEM; failed = "calloc"; goto fail; }
+    for (uint32_t i = 0; i < buf_count; i++) {
+      iov[i].iov_base = (char *)mem + (size_t)i * buf_size;
+      iov[i].iov_len = buf_size;
+    }
+    iov[buf_count].iov_base = r->zero_base;
+    iov[buf_count].iov_len = zero_size;
+    rc = sys_register(fd, IORING_REGISTER_BUFFERS, iov, buf_count + 1);
+    free(iov);
+    if (rc < 0) { err = errno; failed = "io_uring_register(IORING_REGISTER_BUFFERS)"; goto fail; }
   }
-  iov[buf_count].iov_base = r->zero_base;
-  iov[buf_count].iov_len = zero_size;
-  int rc = sys_register(fd, IORING_REGISTER_BUFFERS, iov, buf_count + 1);
-  free(iov);
-  if (rc < 0) { err = errno; munmap(mem, total); failed = "io_uring_register(IORING_REGISTER_BUFFERS)"; goto fail; }
 
   int *fds = malloc(slots * sizeof(int));
-  if (fds == NULL) { munmap(mem, total); err = ENOMEM; failed = "malloc"; goto fail; }
+  if (fds == NULL) { err = ENOMEM; failed = "malloc"; goto fail; }
   for (uint32_t i = 0; i < slots; i++) fds[i] = -1; /* sparse: slots are filled by updateFile */
   rc = sys_register(fd, IORING_REGISTER_FILES, fds, slots);
   free(fds);
-  if (rc < 0) { err = errno; munmap(mem, total); failed = "io_uring_register(IORING_REGISTER_FILES)"; goto fail; }
+  if (rc < 0) { err = errno; failed = "io_uring_register(IORING_REGISTER_FILES)"; goto fail; }
 
   r->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-  if (r->efd < 0) { err = errno; munmap(mem, total); failed = "eventfd"; goto fail; }
+  if (r->efd < 0) { err = errno; failed = "eventfd"; goto fail; }
   rc = sys_register(fd, IORING_REGISTER_EVENTFD, &r->efd, 1);
-  if (rc < 0) { err = errno; munmap(mem, total); failed = "io_uring_register(IORING_REGISTER_EVENTFD)"; goto fail; }
+  if (rc < 0) { err = errno; failed = "io_uring_register(IORING_REGISTER_EVENTFD)"; goto fail; }
 
   r->pool_base = (char *)mem;
   r->buf_size = buf_size;
@@ -422,8 +428,11 @@ static napi_value js_create(napi_env env, napi_callback_info info) {
   CHECK(napi_create_object(env, &out));
   CHECK(napi_create_external(env, r, ring_finalize, NULL, &handle));
   /* The pool memory belongs to the ArrayBuffer, so JS can never touch unmapped memory. */
-  if (napi_create_external_arraybuffer(env, mem, total, buffers_finalize, (void *)(uintptr_t)total, &ab) != napi_ok) {
+  if (mem == NULL) {
+    CHECK(napi_create_arraybuffer(env, 0, NULL, &ab));
+  } else if (napi_create_external_arraybuffer(env, mem, total, buffers_finalize, (void *)(uintptr_t)total, &ab) != napi_ok) {
     munmap(mem, total);
+    /* The handle's finalizer releases the ring. */
     napi_throw_error(env, "EINTERNAL", "corewal uring: external ArrayBuffers are not available in this runtime");
     return NULL;
   }
@@ -432,11 +441,12 @@ static napi_value js_create(napi_env env, napi_callback_info info) {
   set_num(env, out, "sqEntries", r->sq_entries);
   set_num(env, out, "cqEntries", r->cq_entries);
   set_bool(env, out, "sqpoll", r->sqpoll);
-  set_num(env, out, "sqpollErrno", r->sqpoll ? 0 : (try_sqpoll ? err : 0));
+  set_num(env, out, "sqpollErrno", sqpoll_errno);
   set_num(env, out, "features", r->features);
   return out;
 
 fail:
+  if (mem != NULL) munmap(mem, total);
   ring_shutdown(r, NULL);
   free(r);
   return throw_errno(env, failed, err);

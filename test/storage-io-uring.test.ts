@@ -393,6 +393,57 @@ describe('UringStorageIo', { skip }, () => {
     }
   });
 
+  test('without registered buffers (bufferCount 0) writes and zeros go from copies', async () => {
+    const dir = tempDir();
+    const p = join(dir, 'nopool.bin');
+    const sio = withIo({ bufferCount: 0 });
+    try {
+      assert.equal(sio.info().bufferCount, 0);
+      const fd = sio.registerFd(openSync(p, 'w+'));
+      const toks = [sio.submitAppend(fd, b('abc')), sio.submitAppend(fd, b('def')), sio.submitZeros(fd, 6, 300_000), sio.submitDatasync(fd)];
+      assert.deepEqual((await drain(sio)).map((c) => [c.token, c.result]), [[toks[0], 3], [toks[1], 3], [toks[2], 300_000], [toks[3], 0]]);
+      const got = readFileSync(p);
+      assert.equal(got.subarray(0, 6).toString(), 'abcdef');
+      assert.equal(got.length, 300_006);
+      assert.ok(got.subarray(6).every((x) => x === 0));
+    } finally {
+      sio.close();
+    }
+  });
+
+  test('under a small RLIMIT_MEMLOCK later rings get fewer registered buffers, then none, and still work', (t) => {
+    const tools = spawnSync('sh', ['-c', 'command -v prlimit && command -v setpriv'], { encoding: 'utf8' });
+    if (tools.status !== 0 || process.getuid?.() !== 0) {
+      t.skip('needs root with prlimit and setpriv (to drop CAP_IPC_LOCK)');
+      return;
+    }
+    const script = `
+      import { UringStorageIo } from ${JSON.stringify(indexUrl)};
+      import { openSync, readFileSync } from 'node:fs';
+      const p = ${JSON.stringify(join(tempDir(), 'memlock.bin'))};
+      const rings = [];
+      for (let i = 0; i < 4; i++) rings.push(UringStorageIo.create());
+      const counts = rings.map((r) => r.info().bufferCount);
+      const last = rings[3];
+      const fd = last.registerFd(openSync(p, 'w+'));
+      last.submitAppend(fd, Buffer.from('still works'));
+      last.submitDatasync(fd);
+      const out = [];
+      while (last.pendingCount() > 0) { await last.waitForCompletions(); last.pollCompletions(out); }
+      for (const r of rings) r.close();
+      console.log(JSON.stringify({ counts, results: out.map((c) => c.result), data: readFileSync(p, 'utf8') }));`;
+    const r = spawnSync('prlimit', ['--memlock=4194304:4194304', 'setpriv', '--bounding-set', '-ipc_lock', process.execPath, '--input-type=module', '-e', script], {
+      encoding: 'utf8', timeout: 20_000,
+    });
+    assert.equal(r.status, 0, r.stderr);
+    const got = JSON.parse(r.stdout) as { counts: number[]; results: number[]; data: string };
+    assert.equal(got.counts[0], 8, 'the first ring gets the full pool');
+    assert.ok(got.counts.some((c) => c > 0 && c < 8), `some ring got a smaller pool: ${got.counts}`);
+    assert.equal(got.counts[3], 0, `the last ring got none: ${got.counts}`);
+    assert.deepEqual(got.results, [11, 0]);
+    assert.equal(got.data, 'still works');
+  });
+
   test('QUEUE_FULL past maxQueued operations not yet polled, coalesced or not', async () => {
     const dir = tempDir();
     const sio = withIo({ maxQueued: 3 });

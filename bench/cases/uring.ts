@@ -2,7 +2,7 @@ import { closeSync, fdatasyncSync, fsyncSync, openSync, unlinkSync, writeSync } 
 import { join } from 'node:path';
 import * as corewal from '../../src/index.js';
 import { crc32c } from '../../src/crc/crc32c.js';
-import { UringStorageIo, type UringStorageIoOptions } from '../../src/storage-io/uring.js';
+import { UringStorageIo } from '../../src/storage-io/uring.js';
 import type { IoCompletion, StorageIo } from '../../src/storage-io/types.js';
 import { CoreWalWriter } from '../../src/writer/writer.js';
 import type { BenchCase, BenchContext, Metric } from '../harness.js';
@@ -129,8 +129,7 @@ type Backend = { name: string; make: () => StorageIo };
 
 function backends(): Backend[] {
   const list: Backend[] = [];
-  const opts: UringStorageIoOptions = { bufferCount: 64, bufferSize: 64 * 1024 };
-  list.push({ name: 'UringStorageIo', make: () => UringStorageIo.create(opts) });
+  list.push({ name: 'UringStorageIo', make: () => UringStorageIo.create() });
   // Compared with once it exists on this branch; looked up by name so this file builds either way.
   const tp = (corewal as Record<string, unknown>)['ThreadPoolStorageIo'] as
     | { create?: () => StorageIo; new (): StorageIo } | undefined;

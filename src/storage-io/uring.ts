@@ -99,11 +99,15 @@ export interface UringStorageIoOptions {
    * throws `QUEUE_FULL`. Default 65536.
    */
   maxQueued?: number;
-  /** Registered buffers in the pool. Default 32. */
+  /**
+   * Registered buffers in the pool. Default 8. 0 registers none: every write then goes
+   * from a private copy (what creation falls back to when RLIMIT_MEMLOCK leaves no room).
+   */
   bufferCount?: number;
   /**
-   * Bytes per registered buffer. A longer write is copied to a buffer of its own and
-   * written with `IORING_OP_WRITE` instead. Default 64 KiB.
+   * Bytes per registered buffer: contiguous appends share one, so this is also the most
+   * one SQE writes. A longer write is copied to a buffer of its own and written with
+   * `IORING_OP_WRITE` instead. Default 256 KiB.
    */
   bufferSize?: number;
   /**
@@ -175,6 +179,8 @@ const MIN_BUFFERS_ON_ENOMEM = 4;
 const SQPOLL_AUTO_MIN_CPUS = 4;
 /** The registered all-zeros buffer that `submitZeros` writes from. */
 const ZERO_BUFFER_SIZE = 256 * 1024;
+/** Zeros for a ring without registered buffers; never written to. */
+let zerosCopy: Buffer | null = null;
 const EIO = constants.errno.EIO;
 const ECANCELED = constants.errno.ECANCELED;
 
@@ -358,7 +364,8 @@ export class UringStorageIo implements StorageIo {
    * Sets up a ring. Throws `UNSUPPORTED` (with the reason) where {@link isSupported} says
    * false, `IO` when the kernel refuses a resource, `INVALID_ARGUMENT` for bad options.
    * When the registered pool exceeds RLIMIT_MEMLOCK (ENOMEM), it retries with half as
-   * many buffers, down to 4; {@link info} reports what it got.
+   * many buffers, down to 4, and then with none (every write from a private copy);
+   * {@link info} reports what it got.
    *
    * @example
    * ```ts
@@ -376,8 +383,8 @@ export class UringStorageIo implements StorageIo {
     const depth = intOption(options.queueDepth, 256, 1, 32768, 'queueDepth');
     this.maxQueued = intOption(options.maxQueued, 65536, 1, Number.MAX_SAFE_INTEGER, 'maxQueued');
     this.maxCopy = intOption(options.maxCopyBytes, 64 * 1024 * 1024, 0, Number.MAX_SAFE_INTEGER, 'maxCopyBytes');
-    let count = intOption(options.bufferCount, 32, 1, MAX_BUFFERS, 'bufferCount');
-    const size = intOption(options.bufferSize, 64 * 1024, 1, MAX_BUFFER_SIZE, 'bufferSize');
+    let count = intOption(options.bufferCount, 8, 0, MAX_BUFFERS, 'bufferCount');
+    const size = intOption(options.bufferSize, 256 * 1024, 1, MAX_BUFFER_SIZE, 'bufferSize');
     const slots = intOption(options.maxFiles, 64, 1, 32768, 'maxFiles');
     const idle = intOption(options.sqThreadIdleMs, 50, 1, 60_000, 'sqThreadIdleMs');
     const sq = options.sqpoll ?? 'auto';
@@ -391,8 +398,9 @@ export class UringStorageIo implements StorageIo {
         break;
       } catch (e) {
         const errno = (e as { errno?: number }).errno;
-        if (errno === constants.errno.ENOMEM && count > MIN_BUFFERS_ON_ENOMEM && /REGISTER_BUFFERS/.test((e as Error).message)) {
-          count = Math.max(MIN_BUFFERS_ON_ENOMEM, count >> 1);
+        if (errno === constants.errno.ENOMEM && count > 0 && /REGISTER_BUFFERS/.test((e as Error).message)) {
+          // Pinned memory counts against RLIMIT_MEMLOCK, shared by every ring of the user.
+          count = count > MIN_BUFFERS_ON_ENOMEM ? Math.max(MIN_BUFFERS_ON_ENOMEM, count >> 1) : 0;
           continue;
         }
         throw ioErr('io_uring ring setup', e);
@@ -601,7 +609,7 @@ export class UringStorageIo implements StorageIo {
           this.pool.set(data, last.buf * bs + last.used);
           return this.joined(last, len);
         }
-        if (last.kind === KIND_COPY && last.data!.length - last.used >= len) {
+        if (last.kind === KIND_COPY && last.data !== zerosCopy && last.data!.length - last.used >= len) {
           last.data!.set(data, last.used);
           return this.joined(last, len);
         }
@@ -649,16 +657,23 @@ export class UringStorageIo implements StorageIo {
     return token;
   }
 
-  /** Zeros from the registered zero buffer: one SQE per buffer's worth, one token. */
+  /**
+   * Zeros from the registered zero buffer (or, without registered buffers, a shared block
+   * of zeros): one SQE per buffer's worth, one token.
+   */
   private enqueueZeros(st: FdState, offset: number, len: number): number {
     const zs = ZERO_BUFFER_SIZE;
     const parts = Math.ceil(len / zs);
     if (this.sqes + parts > this.depth) throw this.sqFull();
     const token = this.nextToken++;
     if (parts > 1) this.split.set(token, { left: parts, bytes: 0, err: 0 });
+    const shared = this.bufCount === 0 ? (zerosCopy ??= Buffer.alloc(zs)) : null;
     for (let p = 0; p < parts; p++) {
       const n = Math.min(zs, len - p * zs);
-      this.queue(st, { kind: KIND_WRITE, buf: this.zeroBuf, data: null, used: n, done: 0, offset: offset + p * zs, tokens: [token], lens: [n], res: 0 });
+      this.queue(st, {
+        kind: shared === null ? KIND_WRITE : KIND_COPY, buf: shared === null ? this.zeroBuf : -1, data: shared,
+        used: n, done: 0, offset: offset + p * zs, tokens: [token], lens: [n], res: 0,
+      });
     }
     this.pending++;
     return token;
@@ -842,7 +857,7 @@ export class UringStorageIo implements StorageIo {
       return;
     }
     if (op.kind === KIND_COPY) {
-      this.copyBytes -= op.data!.length;
+      if (op.data !== zerosCopy) this.copyBytes -= op.data!.length;
       op.data = null;
     } else if (op.buf !== this.zeroBuf) {
       this.freeBufs.push(op.buf);
