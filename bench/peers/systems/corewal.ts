@@ -1,49 +1,53 @@
+import { join } from 'node:path';
+import { GroupCommitLog } from '../../../src/group-commit/group-commit-log.js';
 import { PerCoreWalConfig } from '../../../src/manager/config.js';
 import { PerCoreWalManager } from '../../../src/manager/manager.js';
+import { PerCoreRecoveryManager } from '../../../src/recovery/recovery.js';
 import type { PeerSystem, ReadBack, Store } from '../types.js';
-import { TurnGroupCommit } from './turn-group.js';
 
 /**
- * corewal on its direct path: appends go to the writer's buffer, a durable commit is
- * `sync()` (write + fdatasync), a non-durable one `flush()` (write only). Concurrent
- * producers share one `sync()` per event-loop turn through the bench's own
- * {@link TurnGroupCommit}, until the library's group commit lands on main.
+ * corewal, one core. A single producer uses the direct path: appends go to the writer's
+ * buffer, a durable commit is `sync()` (write + fdatasync), a non-durable one `flush()`.
+ * Concurrent producers use {@link GroupCommitLog} on the same writer: each `await
+ * log.put()` resolves once a datasync covering its record completed, on
+ * ThreadPoolStorageIo (the event loop never blocks on the disk).
  */
 export const corewal: PeerSystem = {
   name: 'corewal',
-  notes: 'direct path, one core; durable commit = sync() (write + fdatasync, preallocated segment); '
-    + 'concurrent producers: bench group commit (one sync() per event-loop turn, blocks the loop while it runs)',
+  notes: 'one core (PerCoreWalManager, 1 segment, preallocated). One producer: direct path, durable commit = sync() '
+    + '(write + fdatasync), non-durable = flush() (write). Concurrent producers: GroupCommitLog.forWriter(writer) on '
+    + 'ThreadPoolStorageIo, default policy; each producer awaits put(), resolved once a datasync covers its record. '
+    + 'Read-back: PerCoreRecoveryManager.recover() (no checkpoint: the whole WAL replayed into a state view), then every entry of the state',
   open(dir, durable): Store {
     const wal = PerCoreWalManager.create(new PerCoreWalConfig(dir, 1));
     const w = wal.writer(0);
-    const group = new TurnGroupCommit(() => w.sync());
+    // Only the concurrent workloads use it: once the StorageIo path is in use, the writer's direct sync waits on it.
+    let log: GroupCommitLog | null = null;
     return {
       commit(keys, value) {
         for (const k of keys) w.appendPut(k, value);
         if (durable) w.sync(); else w.flush();
       },
       put(key, value) {
-        w.appendPut(key, value);
-        return group.enqueue();
+        log ??= GroupCommitLog.forWriter(w);
+        return log.put(key, value);
       },
-      close() {
-        if (durable) w.sync(); else w.flush();
+      async close() {
+        if (log) await log.close();
+        else if (durable) w.sync();
+        else w.flush();
         wal.close();
       },
     };
   },
   readBack(dir): ReadBack {
-    // Recovery of the log itself: open scans the segment (cuts a torn tail), the merge reads it in order.
-    const wal = PerCoreWalManager.open(new PerCoreWalConfig(dir, 1));
+    // What a restart does: recovery (no checkpoint yet) replays the WAL into a state view; then read all of it.
+    const r = new PerCoreRecoveryManager(new PerCoreWalConfig(dir, 1), { checkpointDir: join(dir, 'checkpoints'), collectStateChanges: false }).recover();
     let records = 0, bytes = 0;
-    for (const e of wal.mergeIter()) {
-      const v = e.value();
-      const k = e.key();
-      if (v === undefined || k === undefined) continue;
+    for (const [k, v] of r.state.entries()) {
       records++;
       bytes += k.length + v.length;
     }
-    wal.close();
     return { records, bytes };
   },
 };
