@@ -5,7 +5,7 @@ import type { PeerRow, PeersDoc, TableId } from './types.js';
 const TITLES: Record<TableId, string> = {
   'durable': 'Durable commits',
   'non-durable': 'Non-durable commits (no sync: handed to the OS)',
-  'read-back': 'Read-back (open and read every record, warm page cache)',
+  'read-back': 'Read-back and recovery (open, then recover or iterate every record; warm page cache)',
   'lmdb-flush': 'Aside: lmdb-js awaiting the flush, or only the put promise (resolved at commit, before the flush: not durable yet)',
 };
 

@@ -51,3 +51,28 @@ export const corewal: PeerSystem = {
     return { records, bytes };
   },
 };
+
+/**
+ * The log without the state: `PerCoreWalManager.open` (scans the segment, cuts a torn tail)
+ * and the k-way merge over every entry — what a consumer that keeps its own state reads.
+ * Only in the read-back table, beside the full recovery above.
+ */
+export const corewalMerge: PeerSystem = {
+  name: 'corewal (open + merge)',
+  notes: 'read-back only: PerCoreWalManager.open() (scan, torn-tail cut) then every entry of mergeIter(), no state built',
+  tables: ['read-back'],
+  open: (dir, durable) => corewal.open(dir, durable),
+  readBack(dir): ReadBack {
+    const wal = PerCoreWalManager.open(new PerCoreWalConfig(dir, 1));
+    let records = 0, bytes = 0;
+    for (const e of wal.mergeIter()) {
+      const k = e.key();
+      const v = e.value();
+      if (k === undefined || v === undefined) continue;
+      records++;
+      bytes += k.length + v.length;
+    }
+    wal.close();
+    return { records, bytes };
+  },
+};
