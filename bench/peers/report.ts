@@ -13,7 +13,7 @@ const TITLES: Record<TableId, string> = {
 export function peersMarkdown(doc: PeersDoc): string {
   const out: string[] = [
     `Measured ${doc.date.slice(0, 16).replace('T', ' ')} UTC on ${machineLine(doc.machine)}.`,
-    `Command: \`${doc.command}\` (${doc.seconds} s per figure, ${doc.repeat === 1 ? 'one run' : `median of ${doc.repeat} runs`}${doc.filter ? `, filter /${doc.filter}/` : ''}${doc.smoke ? ', SMOKE MODE: not figures to quote' : ''}).`,
+    `Command: \`${doc.command}\` (${doc.seconds} s per figure, ${doc.repeat === 1 ? 'one run' : `median of ${doc.repeat} runs`}${doc.filter ? `, filter /${doc.filter}/` : ''}${doc.smoke ? ', SMOKE MODE: not figures to quote' : ''}; the run took ${Math.round(doc.elapsedSecs)} s).`,
     '',
   ];
   for (const table of Object.keys(TITLES) as TableId[]) {

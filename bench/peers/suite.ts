@@ -67,6 +67,7 @@ async function measureOnce(sys: PeerSystem, w: Workload, value: Buffer, seconds:
 
 /** Runs every workload against every system in one process; rows come back with their ratios. */
 export async function runPeers(opts: PeersOptions = {}): Promise<PeersDoc> {
+  const started = performance.now();
   const smoke = opts.smoke ?? false;
   const seconds = opts.seconds ?? (smoke ? 0.02 : 2);
   const warm = smoke ? 0 : Math.min(0.3, seconds / 4);
@@ -101,7 +102,7 @@ export async function runPeers(opts: PeersOptions = {}): Promise<PeersDoc> {
   }
   return {
     date: new Date().toISOString(), machine: machine(), command: opts.command ?? 'npm run bench:peers',
-    seconds, repeat, smoke, filter: opts.filter ?? null,
+    seconds, repeat, smoke, filter: opts.filter ?? null, elapsedSecs: (performance.now() - started) / 1000,
     systems: systems.map((s) => ({ name: s.name, notes: s.notes, tables: [...(s.tables ?? MAIN_TABLES)] })), rows,
   };
 }

@@ -88,6 +88,8 @@ export interface PeersDoc {
   repeat: number;
   smoke: boolean;
   filter: string | null;
+  /** Wall time of the whole run. */
+  elapsedSecs: number;
   systems: { name: string; notes: string; tables: TableId[] }[];
   rows: PeerRow[];
 }
