@@ -47,3 +47,5 @@ export { RECOVERY_MODES } from './recovery/cursor.js';
 export type { RecoveryMode, SegmentEnd, BadRecord } from './recovery/cursor.js';
 export { inspectCheckpointDir, decodeCheckpointFile } from './checkpoint/files.js';
 export type { CheckpointFileReport } from './checkpoint/files.js';
+export { UringStorageIo } from './storage-io/uring.js';
+export type { UringStorageIoOptions, UringStorageIoInfo, UringSupport } from './storage-io/uring.js';

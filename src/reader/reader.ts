@@ -68,9 +68,14 @@ export class PerCoreWalReader implements Iterable<PerCoreWalEntry> {
       }
       throw ioError('open', e, path, undefined, coreId);
     }
-    this.len = this.fs.fstatSync(this.fd).size;
+    try {
+      this.len = this.fs.fstatSync(this.fd).size;
+    } catch (e) {
+      try { this.fs.closeSync(this.fd); } catch { /* the fstat error is the one to report */ }
+      throw ioError('fstat', e, path, undefined, coreId);
+    }
     if (position > this.len) {
-      this.fs.closeSync(this.fd);
+      try { this.fs.closeSync(this.fd); } catch { /* the bad position is the error to report */ }
       throw new PerCoreWalError('INVALID_POSITION', `position ${position} is past the end of ${path} (${this.len} bytes)`, { path, position });
     }
     this.pos = position;
@@ -270,8 +275,12 @@ export class PerCoreWalReader implements Iterable<PerCoreWalEntry> {
 
   close(): void {
     if (this.fd >= 0) {
-      this.fs.closeSync(this.fd);
+      const fd = this.fd;
       this.fd = -1;
+      // A read-only descriptor's close cannot lose data, and Linux releases the fd even when
+      // close reports an error: nothing to report, and a throw here would turn a finished
+      // read (or the real error of a `finally`) into a raw Node error.
+      try { this.fs.closeSync(fd); } catch { /* see above */ }
     }
   }
 

@@ -262,7 +262,7 @@ export class CoreWalWriter {
       // What is in the file now becomes durable before anything is appended after it.
       fs.fdatasyncSync(fd);
     } catch (e) {
-      fs.closeSync(fd);
+      try { fs.closeSync(fd); } catch { /* the truncate/fdatasync error is the one to report */ }
       throw ioError('truncate/fdatasync', e, path, pos, c);
     }
     const w = new CoreWalWriter(c, path, fd, pos, len, options, fs);
