@@ -12,3 +12,9 @@ test('checkpoints and recovery on a disk that loses power: every recovery is exa
   assert.ok(crashes >= 500, `${crashes} crashes`);
   assert.ok(steps > 500, `${steps} steps`);
 });
+
+test('the same with EIO/ENOSPC injected anywhere (checkpoint files, renames, directory fsyncs, segments): typed failures, then exact recovery', () => {
+  let crashes = 0;
+  for (let seed = 1; seed <= 100; seed++) crashes += runCheckpointCrashSeed(seed, { faults: true }).crashes;
+  assert.ok(crashes >= 300, `${crashes} crashes`);
+});

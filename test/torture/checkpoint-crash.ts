@@ -1,5 +1,5 @@
 import {
-  CheckpointStore, PerCoreCheckpointCoordinator, PerCoreRecoveryManager, PerCoreWalConfig, PerCoreWalManager, scanSegment,
+  CheckpointStore, PerCoreCheckpointCoordinator, PerCoreRecoveryManager, PerCoreWalConfig, PerCoreWalError, PerCoreWalManager, scanSegment,
   type PerCoreRecoveredState,
 } from '../../src/index.js';
 import { Rng, SimDisk } from '../../src/testing/index.js';
@@ -51,7 +51,10 @@ export class CheckpointCrashRun {
   crashes = 0;
   steps = 0;
 
-  constructor(readonly seed: number, private readonly lives = 4) {
+  /** I/O failures met (fault mode). */
+  failures = 0;
+
+  constructor(readonly seed: number, private readonly lives = 4, private readonly faults = false) {
     this.rng = new Rng(seed);
     this.numCores = this.rng.range(1, 3);
     this.preallocate = this.rng.pick([0, 0, 512, 4096]);
@@ -64,7 +67,7 @@ export class CheckpointCrashRun {
   }
 
   private fail(message: string): never {
-    throw new TortureFailure('checkpoint-crash', this.seed, message, this.trail.all);
+    throw new TortureFailure(this.faults ? 'checkpoint-faults' : 'checkpoint-crash', this.seed, message, this.trail.all);
   }
 
   run(): SeedResult {
@@ -96,6 +99,37 @@ export class CheckpointCrashRun {
     const coord = PerCoreCheckpointCoordinator.create(wal, store);
     for (let i = 0, n = this.rng.range(5, 40); i < n; i++) {
       this.steps++;
+      if (this.faults && this.rng.bool(0.1)) this.injectOne();
+      try {
+        this.step(wal, coord);
+      } catch (e) {
+        if (this.disk.afterPowerCut !== null || e instanceof TortureFailure) throw e;
+        if (!this.faults) throw e;
+        // An injected failure: typed, with the errno; then this process dies (a crash follows).
+        if (!(e instanceof PerCoreWalError) || (e.code !== 'IO' && e.code !== 'POISONED') || (e.code === 'IO' && typeof e.errno !== 'number')) {
+          this.fail(`a failed operation threw ${String((e as Error)?.stack ?? e)}, expected a PerCoreWalError IO with errno`);
+        }
+        this.failures++;
+        this.trail.add(`  -> ${e.code} errno ${e.errno}: ${e.message.slice(0, 120)}`);
+        this.disk.clearFaults();
+        return;
+      }
+      this.claim(wal);
+    }
+    this.disk.clearFaults();
+    if (this.rng.bool(0.5)) { this.trail.add('close'); wal.close(); }
+  }
+
+  private injectOne(): void {
+    const op = this.rng.pick(['writeSync', 'fsyncSync', 'fdatasyncSync', 'renameSync', 'fsyncDir', 'unlinkSync', 'ftruncateSync', 'readSync'] as const);
+    const code = this.rng.pick(['EIO', 'ENOSPC'] as const);
+    const path = this.rng.pick([undefined, /checkpoint/, /wal-/]);
+    this.trail.add(`fault: ${op} ${code} on ${path ?? 'any file'}`);
+    this.disk.injectFault({ op, code, path, nth: this.rng.range(1, 4), partial: this.rng.bool(0.5) });
+  }
+
+  private step(wal: PerCoreWalManager, coord: PerCoreCheckpointCoordinator): void {
+    {
       const x = this.rng.float();
       if (x < 0.55) this.append(wal, this.rng.int(this.numCores));
       else if (x < 0.7) { this.trail.add('syncAll'); wal.syncAll(); }
@@ -103,9 +137,7 @@ export class CheckpointCrashRun {
       else if (x < 0.9) this.checkpoint(coord, wal, true);
       else if (x < 0.95) this.checkpoint(coord, wal, false);
       else { const k = this.rng.range(1, 3); this.trail.add(`cleanupOldCheckpoints(${k})`); coord.cleanupOldCheckpoints(k); }
-      this.claim(wal);
     }
-    if (this.rng.bool(0.5)) { this.trail.add('close'); wal.close(); }
   }
 
   private append(wal: PerCoreWalManager, core: number): void {
@@ -197,8 +229,9 @@ export class CheckpointCrashRun {
   }
 }
 
-export function runCheckpointCrashSeed(seed: number, lives = 4): SeedResult {
-  return new CheckpointCrashRun(seed, lives).run();
+export function runCheckpointCrashSeed(seed: number, options: { lives?: number; faults?: boolean } = {}): SeedResult {
+  return new CheckpointCrashRun(seed, options.lives ?? 4, options.faults ?? false).run();
 }
 
 export const checkpointCrashSuite: TortureSuite = { name: 'checkpoint-crash', run: (seed) => runCheckpointCrashSeed(seed) };
+export const checkpointFaultSuite: TortureSuite = { name: 'checkpoint-faults', run: (seed) => runCheckpointCrashSeed(seed, { faults: true }) };
