@@ -3,7 +3,7 @@
  * fs loop, the same workloads in one process. Writes bench/results/peers-<date>.{json,md,svg}
  * and, for a full run, copies the chart to docs/peers.svg.
  *
- *   node dist/bench/peers/run.js [--seconds 2] [--repeat 2] [--filter RE] [--json] [--smoke] [--out DIR]
+ *   node dist/bench/peers/run.js [--seconds 1.5] [--repeat 2] [--filter RE] [--json] [--smoke] [--out DIR]
  */
 import { copyFileSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';

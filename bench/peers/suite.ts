@@ -10,7 +10,7 @@ import { MAIN_TABLES, type PeerRow, type PeersDoc, type PeerSystem, type Workloa
 import { durableWorkloads, lmdbFlushWorkloads, nonDurableWorkloads, readBackWorkloads } from './workloads.js';
 
 export interface PeersOptions {
-  /** Seconds per measured figure (default 2; smoke 0.02). */
+  /** Seconds per measured run (default 1.5, two runs per figure; smoke 0.02). */
   seconds?: number;
   /** Repetitions per figure, each in a rotated system order; median reported (default 2; smoke 1). */
   repeat?: number;
@@ -69,8 +69,8 @@ async function measureOnce(sys: PeerSystem, w: Workload, value: Buffer, seconds:
 export async function runPeers(opts: PeersOptions = {}): Promise<PeersDoc> {
   const started = performance.now();
   const smoke = opts.smoke ?? false;
-  const seconds = opts.seconds ?? (smoke ? 0.02 : 2);
-  const warm = smoke ? 0 : Math.min(0.3, seconds / 4);
+  const seconds = opts.seconds ?? (smoke ? 0.02 : 1.5);
+  const warm = smoke ? 0 : Math.min(0.25, seconds / 4);
   const repeat = Math.max(1, opts.repeat ?? (smoke ? 1 : 2));
   const log = opts.log ?? ((l: string) => process.stderr.write(l + '\n'));
   const systems = opts.systems ?? allSystems;
