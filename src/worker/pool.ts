@@ -1,0 +1,429 @@
+import { EventEmitter } from 'node:events';
+import { existsSync, mkdirSync, readdirSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
+import { dirname, join } from 'node:path';
+import { MessageChannel, receiveMessageOnPort, Worker, type MessagePort } from 'node:worker_threads';
+import type { U64Like } from '../entry/entry.js';
+import { PerCoreWalError } from '../errors/errors.js';
+import { realFs } from '../io/fs.js';
+import { DEFAULT_MAX_RECORD_SIZE } from '../record/framing.js';
+import { toU64 } from '../util/u64.js';
+import { EpochRef } from './epoch.js';
+import { CoreWalProducer, type AppendOptions, type BackpressureMode, type CoreWalProducerHandle } from './producer.js';
+import {
+  CMD, DEFAULT_RING_BYTES, DURABLE, fromWire, HEAD, STATE, STATE_CLOSED, STATE_FAILED, SYNCED_HI, SYNCED_LO, SYNCED_SEQ, TAIL,
+  type CoreWorkerData, type PoolCommand, type WorkerReport,
+} from './protocol.js';
+import { createRing } from './ring.js';
+
+export const DEFAULT_SEGMENT_PATTERN = 'wal-{core_id}.log';
+
+export interface CoreWalPoolOptions {
+  /** The WAL directory (created if missing). Segments are `segmentPattern` with `{core_id}` replaced. */
+  dir: string;
+  /** Worker threads = cores = segments. Default `os.availableParallelism()`; must match an existing WAL. */
+  workers?: number;
+  /** Segment file name; must contain `{core_id}`. Default `wal-{core_id}.log` (as `PerCoreWalConfig`). */
+  segmentPattern?: string;
+  /** Bytes of each core's ring: a power of two, default 4 MiB. A record takes at most half of it. */
+  ringBytes?: number;
+  /** Full ring: `'wait'` (default) for room, or `'reject'` with `BACKPRESSURE`. */
+  backpressure?: BackpressureMode;
+  /** Writer settings, as {@link CoreWalWriterOptions}. */
+  bufferSize?: number;
+  preallocate?: number;
+  maxRecordSize?: number;
+  /** Lowest epoch to resume at (e.g. a checkpoint's, when segments were reset). */
+  minEpoch?: U64Like;
+  /** Per core, the lowest next sequence (e.g. a checkpoint's, when segments were reset). */
+  minSequences?: readonly U64Like[];
+  /**
+   * The global epoch to share (e.g. another component's `EpochRef`); it is raised to the
+   * highest epoch found on disk. Default: a new one.
+   */
+  epochRef?: EpochRef;
+}
+
+/** Per core, what {@link CoreWalPool.start} found in its segment. */
+export interface PoolCoreReport {
+  coreId: number;
+  path: string;
+  /** End of the valid records: where the writer resumed. */
+  validEnd: number;
+  /** File length before a torn tail was cut. */
+  fileLen: number;
+  entries: number;
+  tail: string;
+  /** Sequence the core resumed at. */
+  sequence: bigint;
+}
+
+interface CoreSlot {
+  core: number;
+  worker: Worker;
+  port: MessagePort;
+  ctrl: Int32Array;
+  failed: PerCoreWalError | null;
+  exited: boolean;
+  exit: Promise<number>;
+  /** Waiters for the next report of a type. */
+  waiting: Map<string, { resolve: (r: WorkerReport) => void; reject: (e: unknown) => void }>;
+}
+
+type PoolEvents = {
+  coreFailed: [coreId: number, error: PerCoreWalError];
+};
+
+const workerUrl = new URL('./core-worker.js', import.meta.url);
+
+/**
+ * Thread-per-core: one worker thread per core, each owning the {@link CoreWalWriter} of
+ * its segment in one WAL directory (the same files and format as `PerCoreWalManager`).
+ * Appends from the main thread (or from any thread through {@link CoreWalProducer})
+ * cross into the workers through shared-memory rings; each worker appends everything
+ * waiting, fdatasyncs once (group commit) and publishes the highest durable ticket, and
+ * the append's promise resolves. The main event loop only copies bytes into a ring.
+ *
+ * The global epoch is shared memory too: {@link CoreWalPool.advanceEpoch} moves it, and
+ * every worker picks it up before its next batch, without a message.
+ *
+ * A worker that dies (exception, `process.exit`, `terminate()`) makes its core fail: the
+ * pool emits `'coreFailed'`, lists it in {@link CoreWalPool.failedCores}, and rejects the
+ * core's unacknowledged and later appends with `WORKER_FAILED`. Acknowledged appends are
+ * on disk; starting a pool on the same directory again cuts the torn tail and resumes
+ * the core's sequence and epoch.
+ *
+ * @example
+ * ```ts
+ * const pool = await CoreWalPool.start({ dir: '/data/wal', workers: 2 });
+ * pool.on('coreFailed', (core, err) => console.error(`core ${core} failed`, err));
+ * const ticket = await pool.put('user:1', '{"name":"Ada"}');     // durable now
+ * await pool.delete('user:2');
+ * await pool.commit({ 'orders/0': 1042n }, 1_700_000_000_000n, { core: 0 });
+ * await pool.close();                                             // drain, sync, close
+ * ```
+ */
+export class CoreWalPool extends EventEmitter<PoolEvents> {
+  private readonly slots: CoreSlot[];
+  private readonly producer: CoreWalProducer;
+  private readonly epochCell: EpochRef;
+  private readonly dirPath: string;
+  private readonly paths: string[];
+  private readonly startReport: readonly PoolCoreReport[];
+  private closing: Promise<void> | null = null;
+
+  private constructor(dir: string, paths: string[], slots: CoreSlot[], producer: CoreWalProducer, epoch: EpochRef, report: PoolCoreReport[]) {
+    super();
+    this.dirPath = dir;
+    this.paths = paths;
+    this.slots = slots;
+    this.producer = producer;
+    this.epochCell = epoch;
+    this.startReport = Object.freeze(report.map((r) => Object.freeze(r)));
+    for (const s of slots) this.watch(s);
+  }
+
+  /**
+   * Starts one worker per core on `options.dir`. Each worker reads its segment once (in
+   * parallel), cuts a torn tail, and resumes at the highest epoch found in any segment
+   * and at its own next sequence. Rejects (and stops every worker) if a segment is damaged
+   * (`CORRUPTED`), or the directory holds segments of more cores than `workers`.
+   */
+  static async start(options: CoreWalPoolOptions): Promise<CoreWalPool> {
+    const o = checkOptions(options);
+    mkdirDurable(o.dir);
+    refuseExtraSegments(o.dir, o.pattern, o.workers);
+    const epoch = o.epochRef ?? EpochRef.create(0n);
+    const rings = Array.from({ length: o.workers }, () => createRing(o.ringBytes));
+    const paths = Array.from({ length: o.workers }, (_, c) => join(o.dir, o.pattern.split('{core_id}').join(String(c))));
+    const slots: CoreSlot[] = [];
+    try {
+      for (let c = 0; c < o.workers; c++) slots.push(spawn(c, paths[c]!, rings[c]!, epoch, o));
+      const scans = await Promise.all(slots.map((s) => expect(s, 'scanned'))) as Extract<WorkerReport, { type: 'scanned' }>[];
+      // Every core resumes at the highest epoch any segment reached, so new entries order
+      // after every surviving one.
+      let e = o.minEpoch;
+      for (const s of scans) if (s.lastEpoch !== null && s.lastEpoch > e) e = s.lastEpoch;
+      e = epoch.raiseTo(e);
+      for (const s of slots) {
+        const min = o.minSequences?.[s.core];
+        send(s, { type: 'open', epoch: e, minTimestampNs: null, minSequence: min === undefined ? null : min });
+      }
+      const ready = await Promise.all(slots.map((s) => expect(s, 'ready'))) as Extract<WorkerReport, { type: 'ready' }>[];
+      const report = scans.map((s, c): PoolCoreReport => ({
+        coreId: c, path: paths[c]!, validEnd: s.validEnd, fileLen: s.fileLen, entries: s.entries, tail: s.tail, sequence: ready[c]!.sequence,
+      }));
+      const producer = CoreWalProducer.fromHandle({ kind: 'corewal-producer', rings, maxRecordSize: o.maxRecordSize, backpressure: o.backpressure });
+      return new CoreWalPool(o.dir, paths, slots, producer, epoch, report);
+    } catch (e) {
+      await Promise.all(slots.map(async (s) => { await s.worker.terminate(); s.port.close(); }));
+      throw e;
+    }
+  }
+
+  /** Appends a Put to the key's core (or `options.core`); resolves with its ticket once durable. */
+  put(key: Uint8Array | string, value: Uint8Array | string, options?: AppendOptions): Promise<number> {
+    if (this.closing !== null) return Promise.reject(this.closedError());
+    return this.producer.put(key, value, options);
+  }
+
+  /** Appends a Delete to the key's core (or `options.core`); resolves with its ticket once durable. */
+  delete(key: Uint8Array | string, options?: AppendOptions): Promise<number> {
+    if (this.closing !== null) return Promise.reject(this.closedError());
+    return this.producer.delete(key, options);
+  }
+
+  /** Appends a Commit (source offsets, optional watermark) to `options.core` (default 0); resolves once durable. */
+  commit(offsets: ReadonlyMap<string, U64Like> | Record<string, U64Like>, watermark: U64Like | null = null, options?: AppendOptions): Promise<number> {
+    if (this.closing !== null) return Promise.reject(this.closedError());
+    return this.producer.commit(offsets, watermark, options);
+  }
+
+  /** The core a key is routed to. */
+  coreOf(key: Uint8Array | string): number { return this.producer.coreOf(key); }
+
+  /** A handle to post to another thread, where `CoreWalProducer.fromHandle` turns it into a producer. */
+  producerHandle(): CoreWalProducerHandle { return this.producer.handle(); }
+
+  numCores(): number { return this.slots.length; }
+  dir(): string { return this.dirPath; }
+  segmentPath(coreId: number): string {
+    const p = this.paths[coreId];
+    if (p === undefined) throw new PerCoreWalError('INVALID_CORE_ID', `core id must be an integer in [0, ${this.paths.length}), got ${String(coreId)}`);
+    return p;
+  }
+
+  /** What `start` found in each segment. */
+  openReport(): readonly PoolCoreReport[] { return this.startReport; }
+
+  /** The global epoch. */
+  epoch(): bigint { return this.epochCell.load(); }
+
+  /** Advances the global epoch; every worker stamps its next batch with it. Returns the new epoch. */
+  advanceEpoch(): bigint { return this.epochCell.advance(); }
+
+  /** The global epoch's shared handle: post `epochRef().shared` to a thread, rebuild it with `EpochRef.fromShared`. */
+  epochRef(): EpochRef { return this.epochCell; }
+
+  /** Per core, the bytes of its segment the worker has made durable (as last published). */
+  syncedPositions(): number[] {
+    return this.slots.map((s) => {
+      for (;;) {
+        const v = Atomics.load(s.ctrl, SYNCED_SEQ);
+        const lo = Atomics.load(s.ctrl, SYNCED_LO) >>> 0;
+        const hi = Atomics.load(s.ctrl, SYNCED_HI);
+        if ((v & 1) === 0 && Atomics.load(s.ctrl, SYNCED_SEQ) === v) return hi * 4294967296 + lo;
+      }
+    });
+  }
+
+  /** Cores whose worker died, in increasing order. */
+  failedCores(): number[] {
+    return this.slots.filter((s) => s.failed !== null).map((s) => s.core);
+  }
+
+  /** The error that made `coreId` fail, or null. */
+  coreError(coreId: number): PerCoreWalError | null { return this.slots[coreId]?.failed ?? null; }
+
+  /** Appends of the main thread not yet durable or refused. */
+  pending(): number { return this.producer.pending(); }
+
+  /**
+   * Drains every ring, syncs and closes every segment, and stops the workers. Appends of
+   * the main thread that were waiting for room in a ring go in first; appends made after
+   * `close()` is called reject with `CLOSED`. Idempotent.
+   */
+  close(): Promise<void> {
+    this.closing ??= this.shutdown();
+    return this.closing;
+  }
+
+  private async shutdown(): Promise<void> {
+    await this.producer.whenUnblocked();
+    const live = this.slots.filter((s) => s.failed === null && !s.exited);
+    await Promise.all(live.map(async (s) => {
+      const closed = expect(s, 'closed').catch((e: unknown) => e);
+      send(s, { type: 'stop' });
+      await closed;
+      await s.exit;
+    }));
+    this.producer.pokeAll();
+    const failed = this.slots.filter((s) => s.failed !== null && !s.exited);
+    await Promise.all(failed.map((s) => s.worker.terminate()));
+  }
+
+  /**
+   * @internal Test hook: makes a core's worker die as a bug or the OS would make it —
+   * `'exit'` (process.exit inside it), `'throw'` (an uncaught exception), `'terminate'`
+   * (`worker.terminate()` from outside).
+   */
+  async injectFault(coreId: number, how: 'exit' | 'throw' | 'terminate'): Promise<void> {
+    const s = this.slots[coreId];
+    if (s === undefined) throw new PerCoreWalError('INVALID_CORE_ID', `no core ${coreId}`);
+    if (how === 'terminate') await s.worker.terminate();
+    else send(s, { type: 'fault', how });
+    await s.exit;
+  }
+
+  /** @internal The worker of a core, for tests and diagnostics. */
+  workerOf(coreId: number): Worker | undefined { return this.slots[coreId]?.worker; }
+
+  private closedError(): PerCoreWalError {
+    return new PerCoreWalError('CLOSED', `the pool on ${this.dirPath} is closed`, { path: this.dirPath });
+  }
+
+  private watch(s: CoreSlot): void {
+    s.port.on('message', (m: WorkerReport) => {
+      if (m.type === 'failed') this.markFailed(s, fromWire(m.error));
+    });
+    void s.exit.then((code) => {
+      // Reports posted just before the exit may still sit in the port.
+      drainReports(s);
+      if (Atomics.load(s.ctrl, STATE) !== STATE_CLOSED) {
+        this.markFailed(s, new PerCoreWalError('WORKER_FAILED', `the worker of core ${s.core} exited (code ${code}) without closing its segment`,
+          { coreId: s.core, path: this.paths[s.core] }));
+      }
+      // A listening port keeps the event loop alive.
+      s.port.close();
+    });
+  }
+
+  private markFailed(s: CoreSlot, cause: PerCoreWalError): void {
+    if (s.failed !== null) return;
+    if (Atomics.load(s.ctrl, STATE) === STATE_CLOSED) return;
+    const err = new PerCoreWalError('WORKER_FAILED',
+      `the worker of core ${s.core} failed; appends not yet durable on it are lost and later ones refused until the pool is restarted: ${cause.message}`,
+      { coreId: s.core, path: this.paths[s.core], cause });
+    s.failed = err;
+    Atomics.store(s.ctrl, STATE, STATE_FAILED);
+    Atomics.notify(s.ctrl, DURABLE);
+    Atomics.notify(s.ctrl, TAIL);
+    this.producer.failCore(s.core, err);
+    for (const w of s.waiting.values()) w.reject(err);
+    s.waiting.clear();
+    if (this.listenerCount('coreFailed') > 0) this.emit('coreFailed', s.core, err);
+  }
+}
+
+interface CheckedOptions {
+  dir: string;
+  workers: number;
+  pattern: string;
+  ringBytes: number;
+  backpressure: BackpressureMode;
+  bufferSize: number | undefined;
+  preallocate: number | undefined;
+  maxRecordSize: number;
+  minEpoch: bigint;
+  minSequences: bigint[] | undefined;
+  epochRef: EpochRef | undefined;
+}
+
+function checkOptions(options: CoreWalPoolOptions): CheckedOptions {
+  if (options === null || typeof options !== 'object') throw new PerCoreWalError('INVALID_ARGUMENT', 'CoreWalPool.start takes an options object');
+  const { dir } = options;
+  if (typeof dir !== 'string' || dir.length === 0) throw new PerCoreWalError('INVALID_ARGUMENT', 'options.dir must be a non-empty string');
+  const workers = options.workers ?? availableParallelism();
+  if (!Number.isInteger(workers) || workers < 1 || workers > 65536) {
+    throw new PerCoreWalError('INVALID_ARGUMENT', `workers must be an integer in [1, 65536], got ${String(workers)}`);
+  }
+  const pattern = options.segmentPattern ?? DEFAULT_SEGMENT_PATTERN;
+  if (typeof pattern !== 'string' || !pattern.includes('{core_id}') || /[/\\\0]/.test(pattern)) {
+    throw new PerCoreWalError('INVALID_ARGUMENT', `segmentPattern must be a file name containing {core_id}, got ${JSON.stringify(pattern)}`);
+  }
+  const bp = options.backpressure ?? 'wait';
+  if (bp !== 'wait' && bp !== 'reject') throw new PerCoreWalError('INVALID_ARGUMENT', `backpressure must be 'wait' or 'reject', got ${String(bp)}`);
+  for (const k of ['bufferSize', 'preallocate', 'maxRecordSize'] as const) {
+    const v = options[k];
+    if (v !== undefined && (!Number.isSafeInteger(v) || v < 0)) throw new PerCoreWalError('INVALID_ARGUMENT', `${k} must be a non-negative integer, got ${String(v)}`);
+  }
+  let minSequences: bigint[] | undefined;
+  if (options.minSequences !== undefined) {
+    if (!Array.isArray(options.minSequences) || options.minSequences.length !== workers) {
+      throw new PerCoreWalError('INVALID_ARGUMENT', `minSequences must hold one sequence per core (${workers})`);
+    }
+    minSequences = options.minSequences.map((s, c) => toU64(s, `minSequences[${c}]`));
+  }
+  return {
+    dir, workers, pattern, ringBytes: options.ringBytes ?? DEFAULT_RING_BYTES, backpressure: bp,
+    bufferSize: options.bufferSize, preallocate: options.preallocate, maxRecordSize: options.maxRecordSize ?? DEFAULT_MAX_RECORD_SIZE,
+    minEpoch: options.minEpoch === undefined ? 0n : toU64(options.minEpoch, 'minEpoch'), minSequences, epochRef: options.epochRef,
+  };
+}
+
+function mkdirDurable(dir: string): void {
+  if (existsSync(dir)) return;
+  try {
+    mkdirSync(dir, { recursive: true });
+    realFs.fsyncDir(dirname(dir));
+  } catch (e) {
+    throw new PerCoreWalError('IO', `cannot create the WAL directory ${dir}: ${(e as Error).message}`, { path: dir, cause: e });
+  }
+}
+
+/** A WAL written with more cores than this pool has would lose the extra segments from view. */
+function refuseExtraSegments(dir: string, pattern: string, workers: number): void {
+  const [pre, post] = pattern.split('{core_id}') as [string, string];
+  for (const f of readdirSync(dir)) {
+    if (!f.startsWith(pre) || !f.endsWith(post)) continue;
+    const id = f.slice(pre.length, f.length - post.length);
+    if (/^\d+$/.test(id) && Number(id) >= workers) {
+      throw new PerCoreWalError('INVALID_ARGUMENT',
+        `${join(dir, f)} belongs to core ${id}, but the pool was started with ${workers} workers; start it with at least ${Number(id) + 1}`,
+        { path: join(dir, f), coreId: Number(id) });
+    }
+  }
+}
+
+function spawn(core: number, path: string, ring: SharedArrayBuffer, epoch: EpochRef, o: CheckedOptions): CoreSlot {
+  const { port1, port2 } = new MessageChannel();
+  const wd: CoreWorkerData = {
+    coreId: core, path, ring, epoch: epoch.shared, port: port2,
+    bufferSize: o.bufferSize, preallocate: o.preallocate, maxRecordSize: o.maxRecordSize,
+  };
+  const worker = new Worker(workerUrl, { workerData: wd, transferList: [port2] });
+  const exit = new Promise<number>((resolve) => worker.once('exit', resolve));
+  // An uncaught exception also ends in 'exit'; the listener keeps it from being rethrown here.
+  worker.on('error', () => {});
+  const slot: CoreSlot = {
+    core, worker, port: port1, ctrl: new Int32Array(ring, 0, 64), failed: null, exited: false, exit,
+    waiting: new Map(),
+  };
+  void exit.then(() => { slot.exited = true; });
+  port1.on('message', (m: WorkerReport) => {
+    const w = slot.waiting.get(m.type);
+    if (w !== undefined) { slot.waiting.delete(m.type); w.resolve(m); }
+    if (m.type === 'failed') {
+      const err = fromWire(m.error);
+      for (const x of slot.waiting.values()) x.reject(err);
+      slot.waiting.clear();
+    }
+  });
+  void exit.then((code) => {
+    drainReports(slot);
+    const err = slot.failed ?? new PerCoreWalError('WORKER_FAILED', `the worker of core ${core} exited (code ${code})`, { coreId: core, path });
+    for (const x of slot.waiting.values()) x.reject(err);
+    slot.waiting.clear();
+  });
+  return slot;
+}
+
+/** Delivers reports still queued on the port (the 'exit' event can overtake them). */
+function drainReports(s: CoreSlot): void {
+  for (let m = receiveMessageOnPort(s.port); m !== undefined; m = receiveMessageOnPort(s.port)) s.port.emit('message', m.message);
+}
+
+function expect(s: CoreSlot, type: WorkerReport['type']): Promise<WorkerReport> {
+  if (s.exited) {
+    return Promise.reject(s.failed ?? new PerCoreWalError('WORKER_FAILED', `the worker of core ${s.core} has exited`, { coreId: s.core }));
+  }
+  return new Promise((resolve, reject) => s.waiting.set(type, { resolve, reject }));
+}
+
+function send(s: CoreSlot, cmd: PoolCommand): void {
+  s.port.postMessage(cmd);
+  // The worker may be asleep on HEAD (idle) or on CMD (paused): wake it either way.
+  Atomics.add(s.ctrl, CMD, 1);
+  Atomics.notify(s.ctrl, CMD);
+  Atomics.notify(s.ctrl, HEAD);
+}
