@@ -1,4 +1,4 @@
-import { mkdtempSync, mkdirSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, mkdirSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, tmpdir, totalmem } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
@@ -19,6 +19,8 @@ export interface RunOptions {
 /** Loads every case module in bench/cases. */
 export async function loadCases(): Promise<BenchCase[]> {
   const dir = join(here, 'cases');
+  // tsc emits no directory for an empty bench/cases: no directory means no cases yet.
+  if (!existsSync(dir)) return [];
   const files = readdirSync(dir).filter((f) => f.endsWith('.js')).sort();
   const out: BenchCase[] = [];
   for (const f of files) {

@@ -6,7 +6,7 @@ import {
 import { commitOperation, PerCoreWalEntry, type U64Like } from '../entry/entry.js';
 import { ioError, PerCoreWalError } from '../errors/errors.js';
 import { realFs, type WalFs } from '../io/fs.js';
-import { scanSegment } from '../reader/scan.js';
+import { scanSegment, type SegmentScan } from '../reader/scan.js';
 import { PerCoreWalReader } from '../reader/reader.js';
 import { DEFAULT_MAX_RECORD_SIZE, frameAt, RECORD_HEADER_SIZE } from '../record/framing.js';
 import type { IoCompletion, IoFd, StorageIo } from '../storage-io/types.js';
@@ -28,6 +28,12 @@ export interface CoreWalWriterOptions {
   epoch?: U64Like;
   /** Lowest next sequence (e.g. from a checkpoint, when the segment was reset). */
   minSequence?: U64Like;
+  /**
+   * Lowest timestamp for later entries (ns). `PerCoreWalManager.open` sets it past every
+   * surviving entry of every core, so that new entries sort after them even if the wall
+   * clock stepped back across the restart.
+   */
+  minTimestampNs?: U64Like;
   /** Wall clock in nanoseconds, for tests; the default is a monotonic clock anchored to wall time. */
   clock?: () => bigint | number;
   /** File layer; defaults to Node's fs. */
@@ -164,6 +170,7 @@ export class CoreWalWriter {
     }
     const w = new CoreWalWriter(c, path, fd, 0, 0, options, fs);
     if (options.minSequence !== undefined) w.raiseSequence(toU64(options.minSequence, 'minSequence'));
+    if (options.minTimestampNs !== undefined) w.raiseTimestamp(toU64(options.minTimestampNs, 'minTimestampNs'));
     return w;
   }
 
@@ -201,6 +208,19 @@ export class CoreWalWriter {
     return CoreWalWriter.resume(c, path, pos, fileLen, last, options, fs);
   }
 
+  /**
+   * @internal Resumes a segment at the `validEnd` of a scan the caller has just made with
+   * {@link scanSegment}, so that opening a WAL reads each segment once. Like `openAt`,
+   * bytes after `validEnd` that are not zeros are cut durably first.
+   */
+  static openAfterScan(scan: SegmentScan, options: CoreWalWriterOptions = {}): CoreWalWriter {
+    const c = toCoreId(scan.coreId);
+    requirePath(scan.path);
+    const pos = toPosition(scan.validEnd, 'validEnd');
+    assert(pos <= scan.fileLen, 'a scan ends within its file');
+    return CoreWalWriter.resume(c, scan.path, pos, scan.fileLen, scan.last, options, options.fs ?? realFs);
+  }
+
   private static resume(
     c: number, path: string, pos: number, fileLen: number, last: PerCoreWalEntry | null, options: CoreWalWriterOptions, fs: WalFs,
   ): CoreWalWriter {
@@ -233,6 +253,7 @@ export class CoreWalWriter {
       if (w.sLo === TWO_32) { w.sLo = 0; w.sHi++; }
     }
     if (options.minSequence !== undefined) w.raiseSequence(toU64(options.minSequence, 'minSequence'));
+    if (options.minTimestampNs !== undefined) w.raiseTimestamp(toU64(options.minTimestampNs, 'minTimestampNs'));
     return w;
   }
 
@@ -259,6 +280,14 @@ export class CoreWalWriter {
   /** Timestamp of the last entry appended or resumed from, in ns. */
   lastTimestampNs(): bigint { return joinU64(this.tHi, this.tLo); }
   entriesSinceSync(): number { return this.sinceSync; }
+  /**
+   * End of the bytes known to be in the file: buffered records are excluded, and on the
+   * StorageIo path only writes up to the first one not yet completed count. Readers of a
+   * live segment (the merge) stop here.
+   */
+  completedPosition(): number {
+    return this.wHead < this.wTok.length ? this.written : this.bufStart;
+  }
   /** The error that poisoned this writer, or null. */
   poisonedBy(): PerCoreWalError | null { return this.poison; }
   isPoisoned(): boolean { return this.poison !== null; }
@@ -275,6 +304,10 @@ export class CoreWalWriter {
 
   private raiseSequence(min: bigint): void {
     if (min > this.sequence()) { this.sHi = hi32(min); this.sLo = lo32(min); }
+  }
+
+  private raiseTimestamp(min: bigint): void {
+    if (min > this.lastTimestampNs()) { this.tHi = hi32(min); this.tLo = lo32(min); }
   }
 
   // ---- hot path ---------------------------------------------------------------

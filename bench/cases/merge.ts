@@ -1,0 +1,141 @@
+import { closeSync, openSync, readSync } from 'node:fs';
+import { crc32c } from '../../src/crc/crc32c.js';
+import { PerCoreWalConfig } from '../../src/manager/config.js';
+import { PerCoreWalManager } from '../../src/manager/manager.js';
+import { PerCoreWalReader } from '../../src/reader/reader.js';
+import type { BenchCase, BenchContext, Metric } from '../harness.js';
+
+/**
+ * Merge throughput: a WAL of k segments totalling 1 GiB (COREWAL_BENCH_MERGE_MB to
+ * change it; smoke mode: 4 MiB) merged by the streaming k-way merge, against reading
+ * and CRC-checking the same files raw, record by record, in the same run. Peak RSS
+ * during the merge shows that memory does not grow with the WAL. Reading the segments
+ * one after the other with PerCoreWalReader (decode included, no heap) is reported too:
+ * it separates the merge's own cost from the reader's.
+ */
+const KEY = 16;
+const VALUE = 100;
+const BLOCK = 1 << 20;
+
+function totalBytes(ctx: BenchContext): number {
+  const mb = Number(process.env['COREWAL_BENCH_MERGE_MB'] ?? (ctx.smoke ? 4 : 1024));
+  if (!Number.isFinite(mb) || mb <= 0) throw new Error(`COREWAL_BENCH_MERGE_MB must be a positive number, got ${process.env['COREWAL_BENCH_MERGE_MB']}`);
+  return Math.floor(mb * 1024 * 1024);
+}
+
+/** Round-robin appends over the cores, the epoch advancing every 64k entries. */
+function fill(m: PerCoreWalManager, bytes: number): number {
+  const k = m.numCores();
+  const key = Buffer.alloc(KEY, 0x6b);
+  const value = Buffer.alloc(VALUE, 0x76);
+  let n = 0;
+  while (m.totalSize() < bytes) {
+    for (let c = 0; c < k; c++) {
+      key.writeUInt32LE(n, 0);
+      m.writer(c).appendPut(key, value);
+      n++;
+    }
+    if ((n & 0xffff) < k) m.advanceEpoch();
+  }
+  for (let c = 0; c < k; c++) m.writer(c).flush();
+  return n;
+}
+
+/** The baseline: every record of every file read in 1 MiB blocks and its CRC checked. */
+function rawReadCrc(paths: string[]): { records: number; bytes: number } {
+  const buf = Buffer.allocUnsafe(BLOCK * 2);
+  let records = 0, bytes = 0;
+  for (const p of paths) {
+    const fd = openSync(p, 'r');
+    try {
+      let have = 0, off = 0, pos = 0;
+      for (;;) {
+        if (have - off < 8 || have - off < 8 + buf.readUInt32LE(off)) {
+          buf.copy(buf, 0, off, have);
+          have -= off; off = 0;
+          const n = readSync(fd, buf, have, buf.length - have, pos);
+          if (n === 0) break;
+          pos += n; have += n;
+          continue;
+        }
+        const len = buf.readUInt32LE(off);
+        if (len === 0) break;
+        if (crc32c(buf, off + 8, off + 8 + len) !== buf.readUInt32LE(off + 4)) throw new Error(`bad CRC in ${p}`);
+        off += 8 + len;
+        bytes += 8 + len;
+        records++;
+      }
+    } finally {
+      closeSync(fd);
+    }
+  }
+  return { records, bytes };
+}
+
+/** Every segment read and decoded one after the other: the merge's floor, without the heap. */
+function readerOnly(paths: string[]): number {
+  let n = 0;
+  for (let c = 0; c < paths.length; c++) {
+    const r = PerCoreWalReader.open(c, paths[c]!);
+    try {
+      while (r.readNext().kind === 'entry') n++;
+    } finally {
+      r.close();
+    }
+  }
+  return n;
+}
+
+function mergeCase(k: number): BenchCase {
+  return {
+    group: 'merge',
+    name: `${k} segments`,
+    repeat: 1,
+    run(ctx: BenchContext): Metric[] {
+      const size = totalBytes(ctx);
+      const m = PerCoreWalManager.create(new PerCoreWalConfig(ctx.dir, k, { preallocate: 0, bufferSize: 1 << 20 }));
+      try {
+        const written = fill(m, size);
+        const paths = Array.from({ length: k }, (_, c) => m.segmentPath(c));
+
+        let t = performance.now();
+        const raw = rawReadCrc(paths);
+        const rawSecs = (performance.now() - t) / 1000;
+        if (raw.records !== written) throw new Error(`raw read found ${raw.records} records, ${written} written`);
+
+        t = performance.now();
+        if (readerOnly(paths) !== written) throw new Error('reader found a different number of entries');
+        const readerSecs = (performance.now() - t) / 1000;
+
+        const rssBefore = process.memoryUsage.rss();
+        let peak = rssBefore;
+        let merged = 0;
+        t = performance.now();
+        for (const _ of m.mergeIter()) {
+          if ((++merged & 0xffff) === 0) { const r = process.memoryUsage.rss(); if (r > peak) peak = r; }
+        }
+        const mergeSecs = (performance.now() - t) / 1000;
+        peak = Math.max(peak, process.memoryUsage.rss());
+        if (merged !== written) throw new Error(`merge yielded ${merged} entries, ${written} written`);
+
+        const MB = 1e6, MiB = 1024 * 1024;
+        return [
+          { name: 'WAL size', value: raw.bytes / MiB, unit: 'MiB' },
+          { name: 'entries', value: merged, unit: 'entries' },
+          { name: 'raw read+CRC', value: raw.bytes / MB / rawSecs, unit: 'MB/s' },
+          { name: 'reader+decode, no merge', value: raw.bytes / MB / readerSecs, unit: 'MB/s' },
+          { name: 'merge', value: raw.bytes / MB / mergeSecs, unit: 'MB/s' },
+          { name: 'merge entries/s', value: merged / mergeSecs, unit: 'entries/s' },
+          { name: 'merge / raw read+CRC', value: rawSecs / mergeSecs, unit: 'x' },
+          { name: 'merge / reader+decode', value: readerSecs / mergeSecs, unit: 'x' },
+          { name: 'peak RSS during merge', value: peak / MiB, unit: 'MiB' },
+          { name: 'RSS growth during merge', value: (peak - rssBefore) / MiB, unit: 'MiB' },
+        ];
+      } finally {
+        m.close();
+      }
+    },
+  };
+}
+
+export const cases: BenchCase[] = [2, 4, 8].map(mergeCase);
