@@ -25,3 +25,7 @@ export { PerCoreWalManager } from './manager/manager.js';
 export type { SegmentOpenReport, PerCoreWalOpenOptions, MergeIterOptions } from './manager/manager.js';
 export { WalMergeIterator, mergeSegmentFiles } from './merge/merge.js';
 export type { MergeSource, MergeOptions } from './merge/merge.js';
+export { CoreWalPool } from './worker/pool.js';
+export type { CoreWalPoolOptions, PoolCoreReport } from './worker/pool.js';
+export { CoreWalProducer } from './worker/producer.js';
+export type { CoreWalProducerHandle, AppendOptions, BackpressureMode } from './worker/producer.js';

@@ -18,7 +18,7 @@ import {
   STATE_CLOSING, STATE_FAILED, STATE_PAUSED, STATE_RUNNING, SYNCED_HI, SYNCED_LO, SYNCED_SEQ, TAIL, toWire,
   type CoreWorkerData, type PoolCommand, type WorkerReport,
 } from './protocol.js';
-import { EpochRef } from './epoch.js';
+import { EpochRef } from '../manager/epoch.js';
 import { RingConsumer, RingProducer } from './ring.js';
 
 const data = workerData as CoreWorkerData;
@@ -90,7 +90,8 @@ function open(s: SegmentScan | null, cmd: Extract<PoolCommand, { type: 'open' }>
   const o = writerOptions();
   o.epoch = cmd.epoch;
   if (cmd.minSequence !== null) o.minSequence = cmd.minSequence;
-  return s === null ? CoreWalWriter.create(core, data.path, o) : CoreWalWriter.openAt(core, data.path, s.validEnd, o);
+  if (cmd.minTimestampNs !== null) o.minTimestampNs = cmd.minTimestampNs;
+  return s === null ? CoreWalWriter.create(core, data.path, o) : CoreWalWriter.openAfterScan(s, o);
 }
 
 function publishSynced(w: CoreWalWriter): void {

@@ -8,15 +8,14 @@ import { PerCoreWalError } from '../errors/errors.js';
 import { realFs } from '../io/fs.js';
 import { DEFAULT_MAX_RECORD_SIZE } from '../record/framing.js';
 import { toU64 } from '../util/u64.js';
-import { EpochRef } from './epoch.js';
+import { PerCoreWalConfig } from '../manager/config.js';
+import { EpochRef } from '../manager/epoch.js';
 import { CoreWalProducer, type AppendOptions, type BackpressureMode, type CoreWalProducerHandle } from './producer.js';
 import {
   CMD, DEFAULT_RING_BYTES, DURABLE, fromWire, HEAD, STATE, STATE_CLOSED, STATE_FAILED, SYNCED_HI, SYNCED_LO, SYNCED_SEQ, TAIL,
   type CoreWorkerData, type PoolCommand, type WorkerReport,
 } from './protocol.js';
 import { createRing } from './ring.js';
-
-export const DEFAULT_SEGMENT_PATTERN = 'wal-{core_id}.log';
 
 export interface CoreWalPoolOptions {
   /** The WAL directory (created if missing). Segments are `segmentPattern` with `{core_id}` replaced. */
@@ -107,14 +106,14 @@ export class CoreWalPool extends EventEmitter<PoolEvents> {
   private readonly slots: CoreSlot[];
   private readonly producer: CoreWalProducer;
   private readonly epochCell: EpochRef;
-  private readonly dirPath: string;
+  private readonly cfg: PerCoreWalConfig;
   private readonly paths: string[];
   private readonly startReport: readonly PoolCoreReport[];
   private closing: Promise<void> | null = null;
 
-  private constructor(dir: string, paths: string[], slots: CoreSlot[], producer: CoreWalProducer, epoch: EpochRef, report: PoolCoreReport[]) {
+  private constructor(cfg: PerCoreWalConfig, paths: string[], slots: CoreSlot[], producer: CoreWalProducer, epoch: EpochRef, report: PoolCoreReport[]) {
     super();
-    this.dirPath = dir;
+    this.cfg = cfg;
     this.paths = paths;
     this.slots = slots;
     this.producer = producer;
@@ -132,10 +131,10 @@ export class CoreWalPool extends EventEmitter<PoolEvents> {
   static async start(options: CoreWalPoolOptions): Promise<CoreWalPool> {
     const o = checkOptions(options);
     mkdirDurable(o.dir);
-    refuseExtraSegments(o.dir, o.pattern, o.workers);
+    refuseExtraSegments(o.config);
     const epoch = o.epochRef ?? EpochRef.create(0n);
     const rings = Array.from({ length: o.workers }, () => createRing(o.ringBytes));
-    const paths = Array.from({ length: o.workers }, (_, c) => join(o.dir, o.pattern.split('{core_id}').join(String(c))));
+    const paths = Array.from({ length: o.workers }, (_, c) => o.config.segmentPath(c));
     const slots: CoreSlot[] = [];
     try {
       for (let c = 0; c < o.workers; c++) slots.push(spawn(c, paths[c]!, rings[c]!, epoch, o));
@@ -145,16 +144,20 @@ export class CoreWalPool extends EventEmitter<PoolEvents> {
       let e = o.minEpoch;
       for (const s of scans) if (s.lastEpoch !== null && s.lastEpoch > e) e = s.lastEpoch;
       e = epoch.raiseTo(e);
+      // … and past the latest timestamp at that epoch, even if the wall clock stepped back
+      // across the restart (as PerCoreWalManager.open does).
+      let floor = -1n;
+      for (const s of scans) if (s.lastEpoch === e && s.lastTimestampNs !== null && s.lastTimestampNs > floor) floor = s.lastTimestampNs;
       for (const s of slots) {
         const min = o.minSequences?.[s.core];
-        send(s, { type: 'open', epoch: e, minTimestampNs: null, minSequence: min === undefined ? null : min });
+        send(s, { type: 'open', epoch: e, minTimestampNs: floor >= 0n ? floor + 1n : null, minSequence: min === undefined ? null : min });
       }
       const ready = await Promise.all(slots.map((s) => expect(s, 'ready'))) as Extract<WorkerReport, { type: 'ready' }>[];
       const report = scans.map((s, c): PoolCoreReport => ({
         coreId: c, path: paths[c]!, validEnd: s.validEnd, fileLen: s.fileLen, entries: s.entries, tail: s.tail, sequence: ready[c]!.sequence,
       }));
       const producer = CoreWalProducer.fromHandle({ kind: 'corewal-producer', rings, maxRecordSize: o.maxRecordSize, backpressure: o.backpressure });
-      return new CoreWalPool(o.dir, paths, slots, producer, epoch, report);
+      return new CoreWalPool(o.config, paths, slots, producer, epoch, report);
     } catch (e) {
       await Promise.all(slots.map(async (s) => { await s.worker.terminate(); s.port.close(); }));
       throw e;
@@ -186,7 +189,8 @@ export class CoreWalPool extends EventEmitter<PoolEvents> {
   producerHandle(): CoreWalProducerHandle { return this.producer.handle(); }
 
   numCores(): number { return this.slots.length; }
-  dir(): string { return this.dirPath; }
+  /** The WAL's directory, core count and segment names, e.g. for `PerCoreRecoveryManager` or `PerCoreWalManager.open` after `close()`. */
+  config(): PerCoreWalConfig { return this.cfg; }
   segmentPath(coreId: number): string {
     const p = this.paths[coreId];
     if (p === undefined) throw new PerCoreWalError('INVALID_CORE_ID', `core id must be an integer in [0, ${this.paths.length}), got ${String(coreId)}`);
@@ -269,7 +273,7 @@ export class CoreWalPool extends EventEmitter<PoolEvents> {
   workerOf(coreId: number): Worker | undefined { return this.slots[coreId]?.worker; }
 
   private closedError(): PerCoreWalError {
-    return new PerCoreWalError('CLOSED', `the pool on ${this.dirPath} is closed`, { path: this.dirPath });
+    return new PerCoreWalError('CLOSED', `the pool on ${this.cfg.baseDir} is closed`, { path: this.cfg.baseDir });
   }
 
   private watch(s: CoreSlot): void {
@@ -308,7 +312,7 @@ export class CoreWalPool extends EventEmitter<PoolEvents> {
 interface CheckedOptions {
   dir: string;
   workers: number;
-  pattern: string;
+  config: PerCoreWalConfig;
   ringBytes: number;
   backpressure: BackpressureMode;
   bufferSize: number | undefined;
@@ -327,11 +331,7 @@ function checkOptions(options: CoreWalPoolOptions): CheckedOptions {
   if (!Number.isInteger(workers) || workers < 1 || workers > 65536) {
     throw new PerCoreWalError('INVALID_ARGUMENT', `workers must be an integer in [1, 65536], got ${String(workers)}`);
   }
-  const pattern = options.segmentPattern ?? DEFAULT_SEGMENT_PATTERN;
-  if (typeof pattern !== 'string' || !pattern.includes('{core_id}') || /[/\\\0]/.test(pattern)) {
-    throw new PerCoreWalError('INVALID_ARGUMENT', `segmentPattern must be a file name containing {core_id}, got ${JSON.stringify(pattern)}`);
-  }
-  const bp = options.backpressure ?? 'wait';
+    const bp = options.backpressure ?? 'wait';
   if (bp !== 'wait' && bp !== 'reject') throw new PerCoreWalError('INVALID_ARGUMENT', `backpressure must be 'wait' or 'reject', got ${String(bp)}`);
   for (const k of ['bufferSize', 'preallocate', 'maxRecordSize'] as const) {
     const v = options[k];
@@ -345,7 +345,7 @@ function checkOptions(options: CoreWalPoolOptions): CheckedOptions {
     minSequences = options.minSequences.map((s, c) => toU64(s, `minSequences[${c}]`));
   }
   return {
-    dir, workers, pattern, ringBytes: options.ringBytes ?? DEFAULT_RING_BYTES, backpressure: bp,
+    dir, workers, config: new PerCoreWalConfig(dir, workers, { segmentPattern: options.segmentPattern }), ringBytes: options.ringBytes ?? DEFAULT_RING_BYTES, backpressure: bp,
     bufferSize: options.bufferSize, preallocate: options.preallocate, maxRecordSize: options.maxRecordSize ?? DEFAULT_MAX_RECORD_SIZE,
     minEpoch: options.minEpoch === undefined ? 0n : toU64(options.minEpoch, 'minEpoch'), minSequences, epochRef: options.epochRef,
   };
@@ -362,8 +362,9 @@ function mkdirDurable(dir: string): void {
 }
 
 /** A WAL written with more cores than this pool has would lose the extra segments from view. */
-function refuseExtraSegments(dir: string, pattern: string, workers: number): void {
-  const [pre, post] = pattern.split('{core_id}') as [string, string];
+function refuseExtraSegments(config: PerCoreWalConfig): void {
+  const { baseDir: dir, numCores: workers } = config;
+  const [pre, post] = config.segmentPattern.split('{core_id}') as [string, string];
   for (const f of readdirSync(dir)) {
     if (!f.startsWith(pre) || !f.endsWith(post)) continue;
     const id = f.slice(pre.length, f.length - post.length);

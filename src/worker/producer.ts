@@ -58,6 +58,8 @@ interface Blocked {
  */
 class Lane {
   readonly core: number;
+  private readonly owner: CoreWalProducer;
+  private active = false;
   readonly ring: RingProducer;
   private readonly ctrl: Int32Array;
   private tickets: number[] = [];
@@ -88,7 +90,8 @@ class Lane {
     this.unblock();
   };
 
-  constructor(core: number, sab: SharedArrayBuffer) {
+  constructor(owner: CoreWalProducer, core: number, sab: SharedArrayBuffer) {
+    this.owner = owner;
     this.core = core;
     this.ring = new RingProducer(sab);
     this.ctrl = this.ring.ctrl;
@@ -109,6 +112,7 @@ class Lane {
     this.nextTicket = ticket;
     const p = new Promise<number>(this.executor);
     if (!this.durableArmed) this.armDurable();
+    if (!this.active) this.setActive(true);
     return p;
   }
 
@@ -146,6 +150,7 @@ class Lane {
     if (this.head === tickets.length) {
       this.head = 0;
       tickets.length = 0; this.resolves.length = 0; this.rejects.length = 0;
+      this.maybeIdle();
     } else if (this.head > 4096 && this.head * 2 > tickets.length) {
       tickets.splice(0, this.head); this.resolves.splice(0, this.head); this.rejects.splice(0, this.head);
       this.head = 0;
@@ -163,6 +168,7 @@ class Lane {
     }
     return new Promise<number>((resolve, reject) => {
       this.blocked.push({ op, key: Uint8Array.prototype.slice.call(key), value: value === null ? null : Uint8Array.prototype.slice.call(value), resolve, reject });
+      if (!this.active) this.setActive(true);
       if (!this.spaceArmed) this.unblock();
     });
   }
@@ -189,6 +195,20 @@ class Lane {
     const waiters = this.drainedWaiters;
     this.drainedWaiters = [];
     for (const w of waiters) w();
+    this.maybeIdle();
+  }
+
+  private maybeIdle(): void {
+    if (this.active && this.head === this.tickets.length && this.blockedCount() === 0) this.setActive(false);
+  }
+
+  /**
+   * Atomics.waitAsync does not keep a thread alive: while this lane has appends in flight,
+   * the producer holds a ref'd timer so that a producer thread does not exit under them.
+   */
+  private setActive(on: boolean): void {
+    this.active = on;
+    this.owner.laneActive(on);
   }
 
   /** Resolves once no append of this producer waits for room in the ring. */
@@ -212,6 +232,7 @@ class Lane {
         for (const w of waiters) w();
       }
     }
+    this.maybeIdle();
   }
 
   /** The error for an append this core will not take (or did not make durable). */
@@ -258,10 +279,12 @@ export class CoreWalProducer {
   private readonly maxRecord: number;
   private readonly waitDefault: boolean;
   private readonly handleData: CoreWalProducerHandle;
+  private activeLanes = 0;
+  private keepAlive: NodeJS.Timeout | null = null;
 
   private constructor(handle: CoreWalProducerHandle) {
     this.handleData = handle;
-    this.lanes = handle.rings.map((sab, c) => new Lane(c, sab));
+    this.lanes = handle.rings.map((sab, c) => new Lane(this, c, sab));
     this.maxRecord = handle.maxRecordSize;
     this.waitDefault = handle.backpressure !== 'reject';
   }
@@ -345,6 +368,15 @@ export class CoreWalProducer {
     await Promise.all(this.lanes.map((l) => l.whenUnblocked()));
   }
 
+  /** @internal Lanes report when they start and stop having appends in flight. */
+  laneActive(on: boolean): void {
+    this.activeLanes += on ? 1 : -1;
+    if (this.activeLanes === (on ? 1 : 0)) {
+      this.keepAlive ??= setInterval(noop, 1 << 30).unref();
+      if (on) this.keepAlive.ref(); else this.keepAlive.unref();
+    }
+  }
+
   /** @internal The pool tells its own producer the detailed error of a failed core. */
   failCore(core: number, error: PerCoreWalError): void {
     const lane = this.lanes[core]!;
@@ -377,6 +409,8 @@ export class CoreWalProducer {
     return null;
   }
 }
+
+function noop(): void {}
 
 function badBytes(key: unknown, value: unknown): PerCoreWalError {
   const what = !(key instanceof Uint8Array) ? 'key' : 'value';
