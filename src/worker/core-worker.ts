@@ -14,8 +14,8 @@ import { realFs } from '../io/fs.js';
 import { scanSegment, type SegmentScan } from '../reader/scan.js';
 import { CoreWalWriter, type CoreWalWriterOptions } from '../writer/writer.js';
 import {
-  CMD, decodeCommitBody, DURABLE, FAILURE, FAILURE_CODES, HEAD, OP_COMMIT, OP_DELETE, OP_PUT, SLEEPING, STATE, STATE_CLOSED,
-  STATE_CLOSING, STATE_FAILED, STATE_PAUSED, STATE_RUNNING, SYNCED_HI, SYNCED_LO, SYNCED_SEQ, TAIL, toWire,
+  CMD, decodeCommitBody, DURABLE, FAILURE, FAILURE_CODES, OP_COMMIT, OP_DELETE, OP_PUT, SLEEPING, STATE, STATE_CLOSED,
+  STATE_CLOSING, STATE_FAILED, STATE_PAUSED, STATE_RUNNING, SYNCED_HI, SYNCED_LO, SYNCED_SEQ, TAIL, toWire, WAKE,
   type CoreWorkerData, type PoolCommand, type WorkerReport,
 } from './protocol.js';
 import { EpochRef } from '../manager/epoch.js';
@@ -168,8 +168,10 @@ class CoreLoop {
 
   private sleep(head: number): void {
     Atomics.store(ctrl, SLEEPING, 1);
-    // Re-check after announcing the sleep: a producer that published before it saw no sleeper.
-    if (consumer.head() === head && Atomics.load(ctrl, CMD) === this.cmdSeen) Atomics.wait(ctrl, HEAD, head);
+    const bell = Atomics.load(ctrl, WAKE);
+    // Re-check after announcing the sleep: a producer that published before it saw no
+    // sleeper; one that publishes after it bumps WAKE, and the wait returns at once.
+    if (consumer.head() === head && Atomics.load(ctrl, CMD) === this.cmdSeen) Atomics.wait(ctrl, WAKE, bell);
     Atomics.store(ctrl, SLEEPING, 0);
   }
 

@@ -12,7 +12,7 @@ import { PerCoreWalConfig } from '../manager/config.js';
 import { EpochRef } from '../manager/epoch.js';
 import { CoreWalProducer, type AppendOptions, type BackpressureMode, type CoreWalProducerHandle } from './producer.js';
 import {
-  CMD, DEFAULT_RING_BYTES, DURABLE, fromWire, HEAD, STATE, STATE_CLOSED, STATE_FAILED, SYNCED_HI, SYNCED_LO, SYNCED_SEQ, TAIL,
+  CMD, DEFAULT_RING_BYTES, DURABLE, fromWire, STATE, STATE_CLOSED, STATE_FAILED, SYNCED_HI, SYNCED_LO, SYNCED_SEQ, TAIL, WAKE,
   type CoreWorkerData, type PoolCommand, type WorkerReport,
 } from './protocol.js';
 import { createRing } from './ring.js';
@@ -423,8 +423,9 @@ function expect(s: CoreSlot, type: WorkerReport['type']): Promise<WorkerReport> 
 
 function send(s: CoreSlot, cmd: PoolCommand): void {
   s.port.postMessage(cmd);
-  // The worker may be asleep on HEAD (idle) or on CMD (paused): wake it either way.
+  // The worker may be asleep on WAKE (idle) or on CMD (paused): wake it either way.
   Atomics.add(s.ctrl, CMD, 1);
+  Atomics.add(s.ctrl, WAKE, 1);
   Atomics.notify(s.ctrl, CMD);
-  Atomics.notify(s.ctrl, HEAD);
+  Atomics.notify(s.ctrl, WAKE);
 }

@@ -25,8 +25,14 @@ export const TICKET_HI = 3;
 // Worker side.
 /** Bytes ever consumed (wrapping u32). Producers blocked on a full ring wait on it. */
 export const TAIL = 16;
-/** 1 while the worker sleeps in `Atomics.wait` on HEAD: producers then notify. */
+/** 1 while the worker is (about to be) asleep on WAKE: producers then ring it. */
 export const SLEEPING = 17;
+/**
+ * The worker's doorbell: it sleeps on this word, and producers (when it sleeps) and the
+ * pool (with a command) bump it before notifying. Sleeping on HEAD alone would lose a
+ * command posted between the worker's last check and its wait.
+ */
+export const WAKE = 18;
 /** Low 32 bits of the highest ticket made durable. Producers wait on it. */
 export const DURABLE = 32;
 /** Core state, see `STATE_*`. Changes are followed by a notify on DURABLE and TAIL. */

@@ -2,7 +2,7 @@ import { PerCoreWalError } from '../errors/errors.js';
 import { assert } from '../util/assert.js';
 import {
   align8, CTRL_BYTES, CTRL_WORDS, HEAD, LOCK, MAX_RING_BYTES, maxMessageBytes, MIN_RING_BYTES, MSG_HEADER, OP_PAD,
-  SLEEPING, STATE, STATE_PAUSED, STATE_RUNNING, STATE_STARTING, TAIL, TICKET_HI, TICKET_LO,
+  SLEEPING, STATE, STATE_PAUSED, STATE_RUNNING, STATE_STARTING, TAIL, TICKET_HI, TICKET_LO, WAKE,
 } from './protocol.js';
 
 const TWO_32 = 4294967296;
@@ -103,9 +103,12 @@ export class RingProducer {
       return hi * TWO_32 + lo;
     } finally {
       Atomics.store(ctrl, LOCK, 0);
-      // Seq-cst against the worker's "set SLEEPING, re-check HEAD, wait": either it sees
-      // the new head or we see it asleep.
-      if (Atomics.load(ctrl, SLEEPING) !== 0) Atomics.notify(ctrl, HEAD);
+      // Seq-cst against the worker's "set SLEEPING, read WAKE, re-check HEAD, wait on WAKE":
+      // either it sees the new head, or we see it asleep and change the word it waits on.
+      if (Atomics.load(ctrl, SLEEPING) !== 0) {
+        Atomics.add(ctrl, WAKE, 1);
+        Atomics.notify(ctrl, WAKE);
+      }
     }
   }
 
