@@ -82,7 +82,6 @@ class Lane {
   };
   private readonly onDurable = (): void => {
     this.durableArmed = false;
-    this.settle();
     this.armDurable();
   };
   private readonly onSpace = (): void => {
@@ -117,21 +116,30 @@ class Lane {
   }
 
   private armDurable(): void {
-    while (this.head < this.tickets.length) {
-      const seen = Atomics.load(this.ctrl, DURABLE);
+    for (;;) {
+      // Settle against the very value we then wait on: waiting on a value that already
+      // covers a pending ticket would leave it unresolved until the next batch, which may
+      // never come.
+      const seen = this.settle();
+      if (this.head === this.tickets.length) return;
       const r = AtomicsAsync.waitAsync(this.ctrl, DURABLE, seen);
       if (r.async) {
         this.durableArmed = true;
         void (r.value as Promise<string>).then(this.onDurable);
         return;
       }
-      // DURABLE moved between the load and the wait: settle now and look again.
-      this.settle();
+      // DURABLE moved between the load and the wait: look again.
     }
   }
 
-  /** Resolves every append the worker has made durable; rejects the rest if the core is gone. */
-  private settle(): void {
+  /**
+   * Resolves every append the worker has made durable; rejects the rest if the core is
+   * gone. Returns the DURABLE value it used. The state is read first: a worker publishes
+   * its last DURABLE before it closes or fails, so a terminal state read here implies the
+   * DURABLE read after it is final, and nothing durable is ever rejected.
+   */
+  private settle(): number {
+    const state = Atomics.load(this.ctrl, STATE);
     const durable = Atomics.load(this.ctrl, DURABLE);
     const tickets = this.tickets;
     let i = this.head;
@@ -141,7 +149,6 @@ class Lane {
       i++;
     }
     this.head = i;
-    const state = Atomics.load(this.ctrl, STATE);
     if (state === STATE_FAILED || state === STATE_CLOSED) {
       const err = this.refusal();
       for (; i < tickets.length; i++) this.rejects[i]!(err);
@@ -155,6 +162,7 @@ class Lane {
       tickets.splice(0, this.head); this.resolves.splice(0, this.head); this.rejects.splice(0, this.head);
       this.head = 0;
     }
+    return durable;
   }
 
   /** Under backpressure: the append waits its turn with a copy of its bytes (the caller may reuse its buffers). */
