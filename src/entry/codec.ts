@@ -28,7 +28,9 @@ const TAG_OF: Record<WalOperation['type'], number> = {
   put: TAG_PUT, delete: TAG_DELETE, checkpoint: TAG_CHECKPOINT, commit: TAG_COMMIT, epochBarrier: TAG_EPOCH_BARRIER,
 };
 
-const utf8 = new TextDecoder('utf-8', { fatal: true });
+// ignoreBOM: a source name that starts with U+FEFF must keep it (the default strips it,
+// so the decoded name would differ from the one written).
+const utf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
 
 /** Writes the fixed 36-byte payload header at `off`. Hot path: plain numbers only. */
 export function writePayloadHeader(

@@ -51,6 +51,7 @@ export class PerCoreWalReader implements Iterable<PerCoreWalEntry> {
   private dv: DataView;
   private blockStart = 0;
   private blockLen = 0;
+  private resyncCost = 0;
 
   private constructor(coreId: number, path: string, position: number, options: PerCoreWalReaderOptions) {
     this.core = toCoreId(coreId);
@@ -67,9 +68,14 @@ export class PerCoreWalReader implements Iterable<PerCoreWalEntry> {
       }
       throw ioError('open', e, path, undefined, coreId);
     }
-    this.len = this.fs.fstatSync(this.fd).size;
+    try {
+      this.len = this.fs.fstatSync(this.fd).size;
+    } catch (e) {
+      try { this.fs.closeSync(this.fd); } catch { /* the fstat error is the one to report */ }
+      throw ioError('fstat', e, path, undefined, coreId);
+    }
     if (position > this.len) {
-      this.fs.closeSync(this.fd);
+      try { this.fs.closeSync(this.fd); } catch { /* the bad position is the error to report */ }
       throw new PerCoreWalError('INVALID_POSITION', `position ${position} is past the end of ${path} (${this.len} bytes)`, { path, position });
     }
     this.pos = position;
@@ -223,10 +229,12 @@ export class PerCoreWalReader implements Iterable<PerCoreWalEntry> {
   /**
    * Looks for the next position after `from` where a valid record starts (checksum and
    * payload both good), for resynchronising past damage. Returns -1 if none. Work is
-   * bounded: at most `budgetBytes` of candidate records are checksummed.
+   * bounded: at most `budgetBytes` of candidate records are checksummed, and nothing else
+   * is read per candidate; {@link PerCoreWalReader.lastResyncCost} tells how much was spent.
    */
   resyncFrom(from: number, budgetBytes = 16 * this.len + (64 << 20)): number {
     let budget = budgetBytes;
+    this.resyncCost = 0;
     for (let at = toPosition(from, 'from'); at + RECORD_HEADER_SIZE + PAYLOAD_HEADER_SIZE <= this.len; at++) {
       const off = this.load(at, RECORD_HEADER_SIZE + PAYLOAD_HEADER_SIZE);
       const plen = this.dv.getUint32(off, true);
@@ -235,15 +243,27 @@ export class PerCoreWalReader implements Iterable<PerCoreWalEntry> {
       if (this.block[p] !== FORMAT_VERSION || this.dv.getUint16(p + 2, true) !== this.core) continue;
       const tag = this.block[p + 1]!;
       if (tag < 1 || tag > 5) continue;
+      if (budget < plen) return -1;
       budget -= plen;
-      if (budget < 0) return -1;
-      const saved = this.pos;
-      this.pos = at;
-      const r = this.readNext();
-      this.pos = saved;
-      if (r.kind === 'entry') return at;
+      this.resyncCost += plen;
+      if (this.validRecordAt(at, plen)) return at;
     }
     return -1;
+  }
+
+  /** Bytes of candidate records the last {@link PerCoreWalReader.resyncFrom} checksummed. */
+  lastResyncCost(): number { return this.resyncCost; }
+
+  /** True when a record of payload length `plen` at `at` checks and decodes (what readNext would yield). */
+  private validRecordAt(at: number, plen: number): boolean {
+    const off = this.load(at, RECORD_HEADER_SIZE + plen);
+    const start = off + RECORD_HEADER_SIZE;
+    if (crc32c(this.block, start, start + plen) !== this.dv.getUint32(off + 4, true)) return false;
+    try {
+      return decodePayload(this.block, this.dv, start, start + plen, this.segPath, at).coreId === this.core;
+    } catch {
+      return false;
+    }
   }
 
   /** Moves the reader to `position` (a record boundary). */
@@ -255,8 +275,12 @@ export class PerCoreWalReader implements Iterable<PerCoreWalEntry> {
 
   close(): void {
     if (this.fd >= 0) {
-      this.fs.closeSync(this.fd);
+      const fd = this.fd;
       this.fd = -1;
+      // A read-only descriptor's close cannot lose data, and Linux releases the fd even when
+      // close reports an error: nothing to report, and a throw here would turn a finished
+      // read (or the real error of a `finally`) into a raw Node error.
+      try { this.fs.closeSync(fd); } catch { /* see above */ }
     }
   }
 

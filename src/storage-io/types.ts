@@ -5,6 +5,16 @@
  *
  * Ordering contract (SPEC invariant 2): on one fd, a datasync completes only after
  * every write submitted before it on that fd has completed.
+ *
+ * Further rules every corewal backend keeps (the shared behavioural suite in
+ * `test/helpers/storage-io-suite.ts` checks them):
+ * - tokens are positive safe integers that increase in submission order (the writer
+ *   finds its writes by binary search);
+ * - per fd, writes run in submission order; after an operation on an fd fails, every
+ *   later operation on that fd completes with a negative result (`-ECANCELED`) without
+ *   running, so the file never holds a record after a hole;
+ * - a short write is retried for the remainder; a write's completion reports its full
+ *   length or a negative errno.
  */
 export type IoFd = number & { readonly __ioFd: unique symbol };
 
@@ -23,6 +33,12 @@ export interface StorageIo {
   submitWrite(fd: IoFd, data: Uint8Array, offset: number): number;
   /** Writes `data` at the fd's append cursor (its size when registered, advanced by each append). */
   submitAppend(fd: IoFd, data: Uint8Array): number;
+  /**
+   * Optional: writes `length` zero bytes at `offset` without the caller supplying (or the
+   * backend copying) a buffer. The writer uses it to preallocate the segment ahead of its
+   * records; a backend without it gets zeros through `submitWrite`.
+   */
+  submitZeros?(fd: IoFd, offset: number, length: number): number;
   /** fdatasync, ordered after every write submitted before it on the same fd. */
   submitDatasync(fd: IoFd): number;
   /** Starts everything submitted so far; returns how many operations it started. */

@@ -102,10 +102,29 @@ export class CoreWalWriter {
   private wLen: number[] = [];
   private wDone: boolean[] = [];
   private wHead = 0;
-  /** Everything below this offset has been written and completed on the StorageIo path. */
+  /** Everything below this offset has been written and completed. */
   private written: number;
   private syncTok = -1;
   private syncBoundary = 0;
+  /**
+   * Boundary of the newest datasync that completed. `syncedPosition` is
+   * min(syncCover, written): a datasync's boundary counts once every write below it has
+   * completed, even when those completions are polled after the datasync's.
+   */
+  private syncCover: number;
+  /**
+   * The backend and fd of the last `*ViaStorageIo` call. Once the StorageIo path is in
+   * use, records appended with the direct methods are buffered as usual but go out
+   * through it (never as a blocking write on the caller's thread).
+   */
+  private sio: StorageIo | null = null;
+  private sioFd = 0 as IoFd;
+  /** The last view of `buf` handed to a backend (backends copy or write it before returning). */
+  private recView: Buffer | null = null;
+  /** Preallocation writes (zeros beyond the records) in flight on the StorageIo path. */
+  private zTok: number[] = [];
+  private zLen: number[] = [];
+  private zAt: number[] = [];
 
   private constructor(coreId: number, path: string, fd: number, position: number, fileLen: number, options: CoreWalWriterOptions, fs: WalFs) {
     this.core = coreId;
@@ -128,6 +147,7 @@ export class CoreWalWriter {
     this.bufStart = position;
     this.synced = position;
     this.written = position;
+    this.syncCover = position;
     this.allocatedEnd = fileLen;
     const wall = BigInt(Date.now()) * 1_000_000n;
     this.basePerf = performance.now();
@@ -242,7 +262,7 @@ export class CoreWalWriter {
       // What is in the file now becomes durable before anything is appended after it.
       fs.fdatasyncSync(fd);
     } catch (e) {
-      fs.closeSync(fd);
+      try { fs.closeSync(fd); } catch { /* the truncate/fdatasync error is the one to report */ }
       throw ioError('truncate/fdatasync', e, path, pos, c);
     }
     const w = new CoreWalWriter(c, path, fd, pos, len, options, fs);
@@ -286,7 +306,8 @@ export class CoreWalWriter {
    * live segment (the merge) stop here.
    */
   completedPosition(): number {
-    return this.wHead < this.wTok.length ? this.written : this.bufStart;
+    // After a failure `written` stops at the failed write while the FIFO still drains.
+    return this.wHead < this.wTok.length || this.poison !== null ? this.written : this.bufStart;
   }
   /** The error that poisoned this writer, or null. */
   poisonedBy(): PerCoreWalError | null { return this.poison; }
@@ -300,6 +321,14 @@ export class CoreWalWriter {
       throw new PerCoreWalError('EPOCH_MISMATCH', `epoch ${e} is below the writer's epoch ${this.epoch()} (core ${this.core})`, { coreId: this.core, path: this.segPath });
     }
     this.eHi = h; this.eLo = l;
+  }
+
+  /**
+   * Raises the next sequence to at least `min`; never lowers it. For a segment a
+   * checkpoint emptied: its writer resumes past the checkpoint's sequences.
+   */
+  raiseSequenceTo(min: U64Like): void {
+    this.raiseSequence(toU64(min, 'min'));
   }
 
   private raiseSequence(min: bigint): void {
@@ -344,7 +373,8 @@ export class CoreWalWriter {
   /** Room for `n` bytes in the buffer, flushing first if needed; false if `n` can never fit. */
   private reserve(n: number): boolean {
     if (n <= this.buf.length - this.bufLen) return true;
-    this.flushBuffer();
+    if (this.sio !== null) this.flushBufferVia(this.sio, this.sioFd);
+    else this.flushBuffer();
     return n <= this.buf.length;
   }
 
@@ -465,8 +495,13 @@ export class CoreWalWriter {
     encodePayload(e, rec, dv, RECORD_HEADER_SIZE, this.synced);
     frameAt(rec, dv, 0, plen);
     const start = this.bufStart;
-    this.writeAt(rec, 0, rec.length, start);
-    this.bufStart += rec.length;
+    if (this.sio !== null) {
+      this.preallocateVia(this.sio, this.sioFd, start + rec.length);
+      this.submitTracked(this.sio, this.sioFd, rec, start);
+    } else {
+      this.writeAt(rec, 0, rec.length, start);
+      this.bufStart += rec.length;
+    }
     this.nextSequence();
     return start;
   }
@@ -480,12 +515,17 @@ export class CoreWalWriter {
 
   /** Writes `buf[off, off+len)` at `at`; poisons on failure. */
   private writeAt(buf: Uint8Array, off: number, len: number, at: number): void {
+    // A write of its own now could land before queued StorageIo writes below or over it
+    // (preallocation zeros), so the direct path waits until those completed.
+    this.requireNoStorageIoInFlight('a direct write');
     try {
       let done = 0;
       while (done < len) done += this.fs.writeSync(this.fd, buf, off + done, len - done, at + done);
     } catch (e) {
       throw this.fail(ioError('write', e, this.segPath, at, this.core));
     }
+    // Direct writes are sequential and nothing is in flight: all below the end is written.
+    this.written = at + len;
   }
 
   /**
@@ -547,6 +587,7 @@ export class CoreWalWriter {
     assert(target >= this.synced, 'synced position never moves back');
     this.synced = target;
     this.written = target;
+    this.syncCover = target;
     this.sinceSync = 0;
   }
 
@@ -560,11 +601,12 @@ export class CoreWalWriter {
     this.flushBuffer();
     this.synced = this.bufStart;
     this.written = this.bufStart;
+    this.syncCover = this.bufStart;
     this.sinceSync = 0;
   }
 
   private requireNoStorageIoInFlight(op: string): void {
-    if (this.wHead < this.wTok.length || this.syncTok >= 0) {
+    if (this.storageIoBusy()) {
       throw new PerCoreWalError('SYNC_IN_FLIGHT', `${op} while StorageIo operations are in flight on core ${this.core}; wait for checkCompletions`,
         { coreId: this.core, path: this.segPath });
     }
@@ -594,6 +636,7 @@ export class CoreWalWriter {
     this.allocatedEnd = pos;
     this.written = pos;
     if (this.synced > pos) this.synced = pos;
+    if (this.syncCover > pos) this.syncCover = pos;
     this.sinceSync = 0;
   }
 
@@ -626,135 +669,309 @@ export class CoreWalWriter {
   }
 
   // ---- StorageIo path ----------------------------------------------------------
+  //
+  // Records are encoded into `buf` (empty on this path: buffered direct appends are
+  // submitted first) and handed to the backend, which copies them. Every write's token
+  // goes into a FIFO in file order; `written` advances over the completed prefix, and
+  // `syncedPosition` to min(boundary of the newest completed datasync, written).
 
-  /** Appends a Put through `sio`. The record is submitted, not yet written: see `checkCompletions`. */
+  /**
+   * Appends a Put through `sio` at this writer's position and returns the record's start.
+   * The record is submitted, not yet written: it is durable once `syncViaStorageIo`'s
+   * datasync and every write before it have completed (see `checkCompletions`).
+   * A backend that refuses the write (`QUEUE_FULL`, `BUFFER_EXHAUSTED`) makes this throw
+   * `BACKPRESSURE` with nothing submitted; the writer stays usable.
+   *
+   * @example
+   * ```ts
+   * const sio = new ThreadPoolStorageIo();
+   * const fd = registerWriterSegment(writer, sio);
+   * writer.appendPutViaStorageIo(Buffer.from('k'), Buffer.from('v'), sio, fd);
+   * writer.syncViaStorageIo(sio, fd);
+   * const done: IoCompletion[] = [];
+   * while (writer.isSyncPending()) { await sio.waitForCompletions(); done.length = 0; sio.pollCompletions(done); writer.checkCompletions(done); }
+   * ```
+   */
   appendPutViaStorageIo(key: Uint8Array, value: Uint8Array, sio: StorageIo, fd: IoFd): number {
     this.checkWritable();
-    requireBytes(key, 'key');
-    requireBytes(value, 'value');
-    const plen = PAYLOAD_HEADER_SIZE + 4 + key.length + value.length;
+    if (!(key instanceof Uint8Array)) requireBytes(key, 'key');
+    if (!(value instanceof Uint8Array)) requireBytes(value, 'value');
+    const klen = key.length;
+    const plen = PAYLOAD_HEADER_SIZE + 4 + klen + value.length;
     if (plen > this.maxRecord) throw this.tooLarge(plen);
-    return this.submitEntry(PerCoreWalEntry.put(this.core, 0, 0, key, value, 0), sio, fd);
+    const rlen = RECORD_HEADER_SIZE + plen;
+    this.flushBufferVia(sio, fd);
+    const rec = this.scratch(rlen);
+    const dv = rec === this.buf ? this.dv : new DataView(rec.buffer, rec.byteOffset, rec.byteLength);
+    this.tick();
+    writePayloadHeader(dv, RECORD_HEADER_SIZE, TAG_PUT, this.core, this.eHi, this.eLo, this.sHi, this.sLo, this.tHi, this.tLo, this.synced);
+    dv.setUint32(RECORD_HEADER_SIZE + PAYLOAD_HEADER_SIZE, klen, true);
+    rec.set(key, PUT_FIXED);
+    rec.set(value, PUT_FIXED + klen);
+    frameAt(rec, dv, 0, plen);
+    return this.submitRecord(rec, rlen, sio, fd);
   }
 
+  /** Appends a Delete through `sio`; see {@link CoreWalWriter.appendPutViaStorageIo}. */
   appendDeleteViaStorageIo(key: Uint8Array, sio: StorageIo, fd: IoFd): number {
     this.checkWritable();
-    requireBytes(key, 'key');
-    if (PAYLOAD_HEADER_SIZE + key.length > this.maxRecord) throw this.tooLarge(PAYLOAD_HEADER_SIZE + key.length);
-    return this.submitEntry(PerCoreWalEntry.delete(this.core, 0, 0, key, 0), sio, fd);
+    if (!(key instanceof Uint8Array)) requireBytes(key, 'key');
+    const plen = PAYLOAD_HEADER_SIZE + key.length;
+    if (plen > this.maxRecord) throw this.tooLarge(plen);
+    const rlen = RECORD_HEADER_SIZE + plen;
+    this.flushBufferVia(sio, fd);
+    const rec = this.scratch(rlen);
+    const dv = rec === this.buf ? this.dv : new DataView(rec.buffer, rec.byteOffset, rec.byteLength);
+    this.tick();
+    writePayloadHeader(dv, RECORD_HEADER_SIZE, TAG_DELETE, this.core, this.eHi, this.eLo, this.sHi, this.sLo, this.tHi, this.tLo, this.synced);
+    rec.set(key, DELETE_FIXED);
+    frameAt(rec, dv, 0, plen);
+    return this.submitRecord(rec, rlen, sio, fd);
   }
 
+  /**
+   * Submits the records appended with the direct methods (`appendPut`, `append`, …) and
+   * still buffered as one write through `sio`, and makes `sio` this writer's backend:
+   * from now on a full buffer goes out through it too. This is the cheapest way to
+   * append many records on the StorageIo path: encode them into the buffer with the
+   * direct methods, then submit them together. Returns the bytes submitted.
+   *
+   * @example
+   * ```ts
+   * for (const [k, v] of batch) writer.appendPut(k, v);   // encoded, not yet submitted
+   * writer.flushViaStorageIo(sio, fd);                     // one write for all of them
+   * writer.syncViaStorageIo(sio, fd);
+   * ```
+   */
+  flushViaStorageIo(sio: StorageIo, fd: IoFd): number {
+    this.checkWritable();
+    const n = this.bufLen;
+    this.flushBufferVia(sio, fd);
+    return n;
+  }
+
+  /**
+   * Returns the writer to the direct path after `*ViaStorageIo` use (e.g. before its
+   * backend is closed): buffered records are again written by `flush`/`sync`. Fails with
+   * `SYNC_IN_FLIGHT` while StorageIo operations are in flight.
+   */
+  detachStorageIo(): void {
+    this.requireNoStorageIoInFlight('detachStorageIo');
+    this.sio = null;
+  }
+
+  /** Appends `entry`'s operation through `sio`, stamped as {@link CoreWalWriter.append} does. */
   appendViaStorageIo(entry: PerCoreWalEntry, sio: StorageIo, fd: IoFd): number {
     this.checkWritable();
     const e = this.stamp(entry);
     const plen = payloadSize(e);
     if (plen > this.maxRecord) throw this.tooLarge(plen);
-    return this.submitEntry(e, sio, fd);
+    const rlen = RECORD_HEADER_SIZE + plen;
+    this.flushBufferVia(sio, fd);
+    const rec = this.scratch(rlen);
+    const dv = rec === this.buf ? this.dv : new DataView(rec.buffer, rec.byteOffset, rec.byteLength);
+    encodePayload(this.restamp(e), rec, dv, RECORD_HEADER_SIZE, this.synced);
+    frameAt(rec, dv, 0, plen);
+    return this.submitRecord(rec, rlen, sio, fd);
   }
 
-  private submitEntry(entry: PerCoreWalEntry, sio: StorageIo, fd: IoFd): number {
-    // Bytes still in the direct buffer go first, so the file stays in append order.
-    this.flushBuffer();
-    const e = this.restamp(entry);
-    const plen = payloadSize(e);
-    const rlen = RECORD_HEADER_SIZE + plen;
-    const rec = rlen <= this.buf.length ? this.buf : Buffer.allocUnsafe(rlen);
-    const dv = rec === this.buf ? this.dv : new DataView(rec.buffer, rec.byteOffset, rec.byteLength);
-    encodePayload(e, rec, dv, RECORD_HEADER_SIZE, this.synced);
-    frameAt(rec, dv, 0, plen);
+  /** Room to encode one record: the (empty) append buffer, or a buffer of its own if larger. */
+  private scratch(rlen: number): Buffer {
+    assert(this.bufLen === 0, 'the append buffer is empty on the StorageIo path');
+    return rlen <= this.buf.length ? this.buf : Buffer.allocUnsafe(rlen);
+  }
+
+  /** Submits `rec[0, rlen)` at the position, preallocating ahead first. */
+  private submitRecord(rec: Buffer, rlen: number, sio: StorageIo, fd: IoFd): number {
     const start = this.bufStart;
-    let token: number;
-    try {
-      token = sio.submitWrite(fd, rec.subarray(0, rlen), start);
-    } catch (err) {
-      // Refused at submission (e.g. QUEUE_FULL): nothing was written, the writer stays usable.
-      throw new PerCoreWalError((err as { code?: string }).code === 'QUEUE_FULL' ? 'BACKPRESSURE' : 'IO',
-        `StorageIo refused a write for core ${this.core}: ${(err as Error).message}`, { coreId: this.core, path: this.segPath, position: start, cause: err });
+    this.preallocateVia(sio, fd, start + rlen);
+    let view: Buffer;
+    if (rec === this.buf) {
+      // Records of one size repeat: reuse the view instead of building one per record.
+      view = this.recView !== null && this.recView.length === rlen ? this.recView : (this.recView = rec.subarray(0, rlen));
+    } else {
+      view = rec;
     }
-    this.wTok.push(token);
-    this.wEnd.push(start + rlen);
-    this.wLen.push(rlen);
-    this.wDone.push(false);
-    this.bufStart = start + rlen;
+    this.submitTracked(sio, fd, view, start);
     this.nextSequence();
     return start;
   }
 
+  /** Submits a write of `data` at `start` (the position) and tracks it in the FIFO. */
+  private submitTracked(sio: StorageIo, fd: IoFd, data: Uint8Array, start: number): void {
+    assert(start === this.bufStart, 'StorageIo writes are submitted in file order');
+    let token: number;
+    try {
+      token = sio.submitWrite(fd, data, start);
+    } catch (err) {
+      throw this.refused(err, 'a write', start);
+    }
+    const end = start + data.length;
+    this.wTok.push(token);
+    this.wEnd.push(end);
+    this.wLen.push(data.length);
+    this.wDone.push(false);
+    this.bufStart = end;
+  }
+
+  /** Records appended with the direct methods go out through `sio` too, in order, never as a blocking write. */
+  private flushBufferVia(sio: StorageIo, fd: IoFd): void {
+    this.sio = sio;
+    this.sioFd = fd;
+    if (this.bufLen === 0) return;
+    const len = this.bufLen;
+    this.preallocateVia(sio, fd, this.bufStart + len);
+    this.submitTracked(sio, fd, this.buf.subarray(0, len), this.bufStart);
+    this.bufLen = 0;
+  }
+
   /**
-   * Submits a datasync covering everything appended so far and returns its token.
-   * `syncedPosition()` moves to that boundary once the datasync and every earlier write
-   * have completed (see `checkCompletions`). One at a time: `SYNC_IN_FLIGHT` otherwise.
+   * Zero-fills the segment `preallocate` bytes past `end` through `sio`, ahead of the
+   * records that will overwrite it: an fdatasync that does not grow the file skips the
+   * metadata write. The backend runs it before every later write on the fd.
+   */
+  private preallocateVia(sio: StorageIo, fd: IoFd, end: number): void {
+    if (this.preallocStep === 0 || end <= this.allocatedEnd) return;
+    const from = Math.max(this.allocatedEnd, this.bufStart);
+    const to = end + this.preallocStep;
+    try {
+      if (sio.submitZeros !== undefined) {
+        this.trackZeros(sio.submitZeros(fd, from, to - from), from, to - from);
+      } else {
+        zeroChunk ??= Buffer.alloc(1 << 20);
+        for (let at = from; at < to; ) {
+          const n = Math.min(zeroChunk.length, to - at);
+          this.trackZeros(sio.submitWrite(fd, zeroChunk.subarray(0, n), at), at, n);
+          at += n;
+          this.allocatedEnd = at;
+        }
+      }
+    } catch (err) {
+      throw this.refused(err, 'preallocation', from);
+    }
+    this.allocatedEnd = to;
+  }
+
+  private trackZeros(token: number, at: number, len: number): void {
+    this.zTok.push(token);
+    this.zLen.push(len);
+    this.zAt.push(at);
+  }
+
+  /** A submission the backend refused: nothing of it was queued, so the writer stays usable. */
+  private refused(err: unknown, what: string, position?: number): PerCoreWalError {
+    const code = (err as { code?: string }).code;
+    if (err instanceof PerCoreWalError) return err;
+    return new PerCoreWalError(code === 'QUEUE_FULL' || code === 'BUFFER_EXHAUSTED' ? 'BACKPRESSURE' : 'IO',
+      `StorageIo refused ${what} for core ${this.core} on ${this.segPath}${position !== undefined ? ` at byte ${position}` : ''}: ${(err as Error).message}`,
+      { coreId: this.core, path: this.segPath, position, cause: err });
+  }
+
+  /**
+   * Submits a datasync covering everything appended so far, starts all submitted
+   * operations (`sio.flush()`), and returns the datasync's token. `syncedPosition()` moves
+   * to that boundary once the datasync and every earlier write have completed (see
+   * `checkCompletions`). One at a time: a second call while one is pending fails with
+   * `SYNC_IN_FLIGHT`.
    */
   syncViaStorageIo(sio: StorageIo, fd: IoFd): number {
     this.checkWritable();
     if (this.syncTok >= 0) {
-      throw new PerCoreWalError('SYNC_IN_FLIGHT', `a datasync is already pending on core ${this.core}`, { coreId: this.core, path: this.segPath });
+      throw new PerCoreWalError('SYNC_IN_FLIGHT', `a datasync is already pending on core ${this.core} (${this.segPath})`,
+        { coreId: this.core, path: this.segPath });
     }
-    this.flushBuffer();
+    this.flushBufferVia(sio, fd);
     const boundary = this.bufStart;
     let token: number;
     try {
       token = sio.submitDatasync(fd);
-      sio.flush();
     } catch (err) {
-      throw new PerCoreWalError('IO', `StorageIo refused a datasync for core ${this.core}: ${(err as Error).message}`,
-        { coreId: this.core, path: this.segPath, cause: err });
+      throw this.refused(err, 'a datasync', boundary);
     }
     this.syncTok = token;
     this.syncBoundary = boundary;
     this.sinceSync = 0;
+    try {
+      sio.flush();
+    } catch (err) {
+      // Submitted operations that cannot start leave the segment's state unknown.
+      throw this.fail(new PerCoreWalError('IO', `StorageIo could not start the datasync for core ${this.core} on ${this.segPath}: ${(err as Error).message}`,
+        { coreId: this.core, path: this.segPath, position: boundary, cause: err }));
+    }
     return token;
   }
 
   isSyncPending(): boolean { return this.syncTok >= 0; }
 
-  /** Writes submitted through StorageIo and not yet completed. */
-  writesInFlight(): number { return this.wTok.length - this.wHead; }
+  /** Writes (records and preallocation) submitted through StorageIo and not yet completed. */
+  writesInFlight(): number { return this.wTok.length - this.wHead + this.zTok.length; }
+
+  private storageIoBusy(): boolean {
+    return this.wHead < this.wTok.length || this.syncTok >= 0 || this.zTok.length > 0;
+  }
 
   /**
    * Feeds completions from `sio.pollCompletions` to the writer; those that are not its own
-   * are ignored, so one batch can go to every writer sharing a backend. Returns true when
-   * this batch completed the pending datasync. A failed or short write, or a failed
-   * datasync, poisons the writer and throws `IO` with the errno.
+   * are ignored, so one batch can go to every writer sharing a backend, in any order.
+   * Returns true when this batch completed the pending datasync. A failed or short write,
+   * or a failed datasync, poisons the writer and throws `IO` with the errno (the rest of
+   * the batch is still taken into account first).
    */
   checkCompletions(completions: readonly IoCompletion[]): boolean {
     let syncCompleted = false;
     let failure: PerCoreWalError | null = null;
+    const wasPoisoned = this.poison !== null;
     for (let i = 0; i < completions.length; i++) {
       const c = completions[i]!;
       if (c.token === this.syncTok) {
         this.syncTok = -1;
         syncCompleted = true;
         if (c.result < 0) {
-          failure ??= new PerCoreWalError('IO', `datasync failed on ${this.segPath} (core ${this.core}): errno ${-c.result}`,
-            { coreId: this.core, path: this.segPath, position: this.syncBoundary, errno: -c.result });
-          this.fail(failure);
+          failure = this.worse(failure, new PerCoreWalError('IO', `datasync failed on ${this.segPath} (core ${this.core}): errno ${-c.result}`,
+            { coreId: this.core, path: this.segPath, position: this.syncBoundary, errno: -c.result }), wasPoisoned);
           continue;
         }
-        // A datasync covers only writes that had completed before it did.
-        const covered = Math.min(this.syncBoundary, this.written);
-        if (covered > this.synced && this.poison === null) this.synced = covered;
+        if (this.syncBoundary > this.syncCover) this.syncCover = this.syncBoundary;
+        this.advanceSynced();
         continue;
       }
       const idx = this.findWrite(c.token);
-      if (idx < 0) continue;
-      this.wDone[idx] = true;
-      if (c.result !== this.wLen[idx]) {
-        const what = c.result < 0 ? `errno ${-c.result}` : `short write of ${c.result} of ${this.wLen[idx]} bytes`;
-        const at = this.wEnd[idx]! - this.wLen[idx]!;
-        failure ??= new PerCoreWalError('IO', `write failed on ${this.segPath} (core ${this.core}) at byte ${at}: ${what}`,
-          { coreId: this.core, path: this.segPath, position: at, errno: c.result < 0 ? -c.result : undefined });
-        this.fail(failure);
+      if (idx >= 0) {
+        this.wDone[idx] = true;
+        if (c.result !== this.wLen[idx]) failure = this.worse(failure, this.writeFailed(c.result, this.wEnd[idx]! - this.wLen[idx]!, this.wLen[idx]!), wasPoisoned);
+        this.advanceWritten();
         continue;
       }
-      this.advanceWritten();
+      if (this.zTok.length > 0) {
+        const z = this.zTok.indexOf(c.token);
+        if (z < 0) continue;
+        if (c.result !== this.zLen[z]) failure = this.worse(failure, this.writeFailed(c.result, this.zAt[z]!, this.zLen[z]!), wasPoisoned);
+        this.zTok.splice(z, 1); this.zLen.splice(z, 1); this.zAt.splice(z, 1);
+      }
     }
     if (failure !== null) throw failure;
     return syncCompleted;
   }
 
+  private writeFailed(result: number, at: number, len: number): PerCoreWalError {
+    const what = result < 0 ? `errno ${-result}` : `short write of ${result} of ${len} bytes`;
+    return new PerCoreWalError('IO', `write failed on ${this.segPath} (core ${this.core}) at byte ${at}: ${what}`,
+      { coreId: this.core, path: this.segPath, position: at, errno: result < 0 ? -result : undefined });
+  }
+
+  /**
+   * Poisons at once (so no later completion of the batch moves `written`), keeping as the
+   * reported failure the one earliest in the file: later ones (e.g. writes a backend
+   * cancelled after the failure) are its consequences, whatever order they were polled in.
+   */
+  private worse(current: PerCoreWalError | null, err: PerCoreWalError, wasPoisoned: boolean): PerCoreWalError {
+    const pick = current === null || err.position! < current.position! ? err : current;
+    if (!wasPoisoned) this.poison = pick;
+    return pick;
+  }
+
   private findWrite(token: number): number {
-    // Tokens are handed out in increasing order, so the FIFO is sorted.
+    // Backends hand out tokens in increasing order, so the FIFO is sorted.
     let lo = this.wHead, hi = this.wTok.length - 1;
     while (lo <= hi) {
       const mid = (lo + hi) >>> 1;
@@ -766,11 +983,14 @@ export class CoreWalWriter {
   }
 
   private advanceWritten(): void {
-    if (this.poison !== null) return;
+    // Completed writes leave the FIFO even after a failure (so that nothing stays "in
+    // flight" forever), but `written` never passes the failed one.
     while (this.wHead < this.wTok.length && this.wDone[this.wHead]) {
-      const end = this.wEnd[this.wHead]!;
-      assert(end > this.written, 'completed writes advance in file order');
-      this.written = end;
+      if (this.poison === null) {
+        const end = this.wEnd[this.wHead]!;
+        assert(end > this.written, 'completed writes advance in file order');
+        this.written = end;
+      }
       this.wHead++;
     }
     if (this.wHead === this.wTok.length) {
@@ -780,6 +1000,14 @@ export class CoreWalWriter {
       this.wTok.splice(0, this.wHead); this.wEnd.splice(0, this.wHead); this.wLen.splice(0, this.wHead); this.wDone.splice(0, this.wHead);
       this.wHead = 0;
     }
+    this.advanceSynced();
+  }
+
+  /** Invariant 1: never past a write that has not completed, never past the newest completed datasync. */
+  private advanceSynced(): void {
+    if (this.poison !== null) return;
+    const s = this.syncCover < this.written ? this.syncCover : this.written;
+    if (s > this.synced) this.synced = s;
   }
 }
 

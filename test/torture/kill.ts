@@ -1,0 +1,107 @@
+import { spawn } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { PerCoreWalConfig, PerCoreWalManager, scanSegment, type PerCoreWalEntry } from '../../src/index.js';
+import { Rng } from '../../src/testing/index.js';
+import { sameBytes, TortureFailure } from './harness.js';
+import { killKey, killValue } from './kill-values.js';
+
+const CHILD = fileURLToPath(new URL('./kill-child.js', import.meta.url));
+
+/** What a kill target is: one segment written by a bare writer, or a manager's directory. */
+export type KillTarget = { mode: 'writer'; segment: string } | { mode: 'manager'; dir: string; cores: number };
+
+/**
+ * Spawns the child on `target`, lets it ingest for `ms` after it is ready, SIGKILLs it,
+ * and returns the last acknowledgement line's fields (empty if none came).
+ */
+async function runChild(target: KillTarget, seed: number, ms: number, preallocate: number, fail: (m: string) => never): Promise<string[]> {
+  const args = target.mode === 'writer'
+    ? ['writer', target.segment, String(seed), String(preallocate)]
+    : ['manager', target.dir, String(seed), String(preallocate), String(target.cores)];
+  const child = spawn(process.execPath, [CHILD, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  // The child ingests until killed: never leave it running if this process goes first.
+  const reap = (): void => { child.kill('SIGKILL'); };
+  process.on('exit', reap);
+  let ack: string[] = [];
+  let stderr = '';
+  let pending = '';
+  let timer: NodeJS.Timeout | undefined;
+  let problem: string | null = null;
+  child.stderr.on('data', (d: Buffer) => { stderr += d.toString(); });
+  child.stdout.on('data', (d: Buffer) => {
+    pending += d.toString();
+    let nl: number;
+    while ((nl = pending.indexOf('\n')) >= 0) {
+      const fields = pending.slice(0, nl).split(' ');
+      pending = pending.slice(nl + 1);
+      if (fields[0] === 'ready' && timer === undefined) timer = setTimeout(() => child.kill('SIGKILL'), ms);
+      else if (fields[0] === 'ack') ack = fields.slice(1);
+      else problem ??= `child said: ${fields.join(' ')}`;
+    }
+  });
+  const status = await new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => {
+    child.on('exit', (code, signal) => resolve({ code, signal }));
+  });
+  if (timer !== undefined) clearTimeout(timer);
+  process.off('exit', reap);
+  if (problem !== null) fail(problem);
+  if (status.signal !== 'SIGKILL') fail(`child exited with ${status.code}/${status.signal} before the kill: ${stderr.slice(0, 2000)}`);
+  return ack;
+}
+
+/** Every record of core `c` is the one the child wrote for its sequence, sequences from 0 without a gap. */
+function checkCore(entries: readonly PerCoreWalEntry[], c: number, acked: bigint, fail: (m: string) => never): void {
+  for (let i = 0; i < entries.length; i++) {
+    const e = entries[i]!;
+    if (e.sequence !== BigInt(i) || e.coreId !== c) fail(`core ${c} record ${i} has core ${e.coreId} sequence ${e.sequence}`);
+    if (!sameBytes(e.key(), killKey(c, e.sequence))) fail(`core ${c} record ${i} has key ${Buffer.from(e.key() ?? []).toString()}`);
+    if (e.isPut() && !sameBytes(e.value(), killValue(e.sequence))) fail(`core ${c} record ${i} has a wrong value`);
+  }
+  const last = entries.length > 0 ? entries[entries.length - 1]!.sequence : -1n;
+  if (last < acked) fail(`core ${c}: acknowledged sequence ${acked} lost, the log ends at ${last}`);
+}
+
+/**
+ * One real crash: the child ingests with syncs, acknowledging after each, and is killed
+ * with SIGKILL; then the log is recovered (scan for a bare segment, `PerCoreWalManager.open`
+ * for a manager's directory) and every acknowledged record must be there, intact.
+ */
+export async function killRound(target: KillTarget, seed: number, ms: number, preallocate: number, suite = 'kill'): Promise<number> {
+  const what = target.mode === 'writer' ? target.segment : target.dir;
+  const fail = (m: string): never => { throw new TortureFailure(suite, seed, `${m} (${target.mode} ${what}, prealloc ${preallocate}, ${ms} ms)`); };
+  const ack = await runChild(target, seed, ms, preallocate, fail);
+  if (target.mode === 'writer') {
+    const acked = ack.length > 0 ? BigInt(ack[1]!) : -1n;
+    const entries: PerCoreWalEntry[] = [];
+    const scan = scanSegment(0, target.segment, { onEntry: (e) => entries.push(e) });
+    if (scan.tail === 'damaged') fail(`damaged tail at ${scan.bad?.position} after SIGKILL`);
+    if (ack.length > 0 && scan.validEnd < Number(ack[0])) fail(`valid end ${scan.validEnd} is before the acknowledged synced position ${ack[0]}`);
+    checkCore(entries, 0, acked, fail);
+    return entries.length;
+  }
+  let m: PerCoreWalManager;
+  try {
+    m = PerCoreWalManager.open(new PerCoreWalConfig(target.dir, target.cores));
+  } catch (e) {
+    if (ack.length === 0 && (e as { code?: string }).code === 'SEGMENT_NOT_FOUND') return 0; // killed during create
+    return fail(`PerCoreWalManager.open after SIGKILL failed: ${String(e)}`);
+  }
+  try {
+    if (ack.length > 0 && m.epoch() < BigInt(ack[0]!)) fail(`resumed at epoch ${m.epoch()}, an acknowledged sync was at ${ack[0]}`);
+    const all = m.mergeSegments();
+    for (let c = 0; c < target.cores; c++) {
+      checkCore(all.filter((e) => e.coreId === c), c, ack.length > 0 ? BigInt(ack[1 + c]!) : -1n, fail);
+    }
+    return all.length;
+  } finally {
+    m.close();
+  }
+}
+
+/** `rounds` kills in a row on one target, each child resuming what recovery left. */
+export async function killLane(target: KillTarget, seed: number, rounds: number, minMs = 100, maxMs = 300): Promise<number> {
+  const rng = new Rng(seed);
+  const preallocate = rng.pick([0, 65536, 4 << 20]);
+  for (let i = 0; i < rounds; i++) await killRound(target, rng.u32(), rng.range(minMs, maxMs), preallocate);
+  return rounds;
+}
