@@ -187,9 +187,13 @@ class CoreLoop {
     const w = this.w;
     switch (cmd.type) {
       case 'barrier': {
-        // Everything appended so far is before the barrier; it and they are synced together.
-        const e = epoch.load();
-        if (e > this.epoch) { w.setEpoch(e); this.epoch = e; }
+        // Everything appended so far is before the barrier and below its epoch; it and they
+        // are synced together. The pool raises the global epoch only once every core has
+        // its barrier, so no core stamps an entry before its barrier with the new epoch —
+        // and should someone have advanced it meanwhile, the barrier goes above that.
+        const e = this.epoch + 1n > cmd.epoch ? this.epoch + 1n : cmd.epoch;
+        w.setEpoch(e);
+        this.epoch = e;
         w.appendEpochBarrier();
         w.sync();
         publishSynced(w);

@@ -3,6 +3,9 @@ import { existsSync, mkdirSync, readdirSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { dirname, join } from 'node:path';
 import { MessageChannel, receiveMessageOnPort, Worker, type MessagePort } from 'node:worker_threads';
+import { checkpointAfterBarriers, type PerCoreCheckpointMetadata } from '../checkpoint/coordinator.js';
+import { replayStarts } from '../checkpoint/resume.js';
+import { CheckpointStore } from '../checkpoint/store.js';
 import type { U64Like } from '../entry/entry.js';
 import { PerCoreWalError } from '../errors/errors.js';
 import { realFs } from '../io/fs.js';
@@ -41,6 +44,11 @@ export interface CoreWalPoolOptions {
    * highest epoch found on disk. Default: a new one.
    */
   epochRef?: EpochRef;
+  /**
+   * The checkpoint store of this WAL, for {@link CoreWalPool.createCheckpoint}. Its latest
+   * checkpoint's epoch and sequences are where cores resume whose segments it reset.
+   */
+  checkpointStore?: CheckpointStore;
 }
 
 /** Per core, what {@link CoreWalPool.start} found in its segment. */
@@ -110,9 +118,16 @@ export class CoreWalPool extends EventEmitter<PoolEvents> {
   private readonly paths: string[];
   private readonly startReport: readonly PoolCoreReport[];
   private closing: Promise<void> | null = null;
+  private readonly store: CheckpointStore | null;
+  /** Checkpoints run one at a time; close() waits for the running one. */
+  private checkpointChain: Promise<unknown> = Promise.resolve();
 
-  private constructor(cfg: PerCoreWalConfig, paths: string[], slots: CoreSlot[], producer: CoreWalProducer, epoch: EpochRef, report: PoolCoreReport[]) {
+  private constructor(
+    cfg: PerCoreWalConfig, paths: string[], slots: CoreSlot[], producer: CoreWalProducer, epoch: EpochRef, report: PoolCoreReport[],
+    store: CheckpointStore | null,
+  ) {
     super();
+    this.store = store;
     this.cfg = cfg;
     this.paths = paths;
     this.slots = slots;
@@ -157,7 +172,7 @@ export class CoreWalPool extends EventEmitter<PoolEvents> {
         coreId: c, path: paths[c]!, validEnd: s.validEnd, fileLen: s.fileLen, entries: s.entries, tail: s.tail, sequence: ready[c]!.sequence,
       }));
       const producer = CoreWalProducer.fromHandle({ kind: 'corewal-producer', rings, maxRecordSize: o.maxRecordSize, backpressure: o.backpressure });
-      return new CoreWalPool(o.config, paths, slots, producer, epoch, report);
+      return new CoreWalPool(o.config, paths, slots, producer, epoch, report, o.store);
     } catch (e) {
       await Promise.all(slots.map(async (s) => { await s.worker.terminate(); s.port.close(); }));
       throw e;
@@ -233,6 +248,114 @@ export class CoreWalPool extends EventEmitter<PoolEvents> {
   pending(): number { return this.producer.pending(); }
 
   /**
+   * Folds every core's segment into the pool's `checkpointStore` and then resets the
+   * segments — the thread-per-core counterpart of
+   * {@link PerCoreCheckpointCoordinator.createCheckpoint}, with the same files and the
+   * same crash safety (SPEC invariant 7):
+   *
+   * 1. every worker appends an epoch barrier at the next epoch after what it has
+   *    consumed, syncs, reports its position and sequence, and pauses — producers keep
+   *    queueing into the rings meanwhile, so nothing appended after a barrier can be lost
+   *    by the reset;
+   * 2. the segments are merged up to those positions into the store (on this thread) and
+   *    the checkpoint is written durably with the barriers' positions and CRCs;
+   * 3. the global epoch moves to the checkpoint's; each worker resets its segment and
+   *    resumes with what waited in its ring.
+   *
+   * A crash before step 2 completes recovers from the previous checkpoint plus the whole
+   * WAL; after it, recovery skips what a segment still holds up to its barrier. A worker
+   * failing during steps 1–2 makes the checkpoint reject with `WORKER_FAILED` (the others
+   * resume); a core that has already failed makes it reject at once.
+   *
+   * @example
+   * ```ts
+   * const store = CheckpointStore.open({ checkpointDir: '/data/checkpoints' });
+   * const pool = await CoreWalPool.start({ dir: '/data/wal', checkpointStore: store });
+   * await pool.put('k', 'v');
+   * const { checkpoint } = await pool.createCheckpoint(1n);
+   * store.get('k');             // 'v'; the segments are empty again
+   * ```
+   */
+  createCheckpoint(checkpointId: U64Like): Promise<PerCoreCheckpointMetadata> {
+    return this.enqueueCheckpoint(checkpointId, true);
+  }
+
+  /** A checkpoint that leaves the segments as they are (e.g. a backup keeping WAL history). */
+  createCheckpointNoTruncate(checkpointId: U64Like): Promise<PerCoreCheckpointMetadata> {
+    return this.enqueueCheckpoint(checkpointId, false);
+  }
+
+  /** The checkpoint store given to `start`, or null. */
+  checkpointStore(): CheckpointStore | null { return this.store; }
+
+  private enqueueCheckpoint(checkpointId: U64Like, reset: boolean): Promise<PerCoreCheckpointMetadata> {
+    if (this.closing !== null) return Promise.reject(this.closedError());
+    const run = this.checkpointChain.catch(() => {}).then(() => this.checkpoint(checkpointId, reset));
+    this.checkpointChain = run;
+    return run;
+  }
+
+  private async checkpoint(checkpointId: U64Like, reset: boolean): Promise<PerCoreCheckpointMetadata> {
+    const store = this.store;
+    if (store === null) {
+      throw new PerCoreWalError('INVALID_ARGUMENT', 'createCheckpoint needs a checkpointStore: pass one to CoreWalPool.start');
+    }
+    const id = toU64(checkpointId, 'checkpointId');
+    const previous = store.latestCheckpoint();
+    if (previous !== null && id <= previous.id) {
+      throw new PerCoreWalError('INVALID_ARGUMENT', `checkpoint id ${id} must be greater than the latest checkpoint's, ${previous.id}`);
+    }
+    for (const s of this.slots) {
+      if (s.failed !== null) {
+        throw new PerCoreWalError('WORKER_FAILED', `cannot checkpoint: the worker of core ${s.core} has failed; restart the pool to recover its segment`,
+          { coreId: s.core, path: this.paths[s.core], cause: s.failed });
+      }
+    }
+    const cfg = this.cfg;
+    const n = this.slots.length;
+    const from = replayStarts(previous, n, (c) => cfg.segmentPath(c), cfg.fs);
+    const target = this.epochCell.load() + 1n;
+    const barriers = this.slots.map((s) => expect(s, 'barrierDone'));
+    for (const s of this.slots) send(s, { type: 'barrier', epoch: target });
+    const settled = await Promise.allSettled(barriers);
+    const failed = settled.find((r) => r.status === 'rejected');
+    if (failed !== undefined) {
+      this.resumeAll();
+      throw (failed as PromiseRejectedResult).reason;
+    }
+    const done = settled.map((r) => (r as PromiseFulfilledResult<WorkerReport>).value as Extract<WorkerReport, { type: 'barrierDone' }>);
+    let epoch = target;
+    for (const d of done) if (d.epoch > epoch) epoch = d.epoch;
+    let meta: PerCoreCheckpointMetadata;
+    try {
+      meta = checkpointAfterBarriers(cfg, store, id, epoch, from, done.map((d) => d.position), done.map((d) => d.sequence));
+    } catch (e) {
+      // No checkpoint: the segments stay whole and the cores go on (entries after the
+      // barriers belong to the new epoch either way).
+      this.epochCell.raiseTo(epoch);
+      this.resumeAll();
+      throw e;
+    }
+    this.epochCell.raiseTo(epoch);
+    if (!reset) {
+      this.resumeAll();
+      return meta;
+    }
+    // The checkpoint is durable (file and directory fsynced): only now may the WAL go.
+    const resets = this.slots.map((s) => expect(s, 'resetDone'));
+    for (const s of this.slots) if (s.failed === null) send(s, { type: 'reset' });
+    const r = await Promise.allSettled(resets);
+    const bad = r.find((x) => x.status === 'rejected');
+    // A core that died before its reset is still recoverable: its barrier is in place.
+    if (bad !== undefined) throw (bad as PromiseRejectedResult).reason;
+    return meta;
+  }
+
+  private resumeAll(): void {
+    for (const s of this.slots) if (s.failed === null && !s.exited) send(s, { type: 'resume' });
+  }
+
+  /**
    * Drains every ring, syncs and closes every segment, and stops the workers. Appends of
    * the main thread that were waiting for room in a ring go in first; appends made after
    * `close()` is called reject with `CLOSED`. Idempotent.
@@ -243,6 +366,7 @@ export class CoreWalPool extends EventEmitter<PoolEvents> {
   }
 
   private async shutdown(): Promise<void> {
+    await this.checkpointChain.catch(() => {});
     await this.producer.whenUnblocked();
     const live = this.slots.filter((s) => s.failed === null && !s.exited);
     await Promise.all(live.map(async (s) => {
@@ -321,6 +445,7 @@ interface CheckedOptions {
   minEpoch: bigint;
   minSequences: bigint[] | undefined;
   epochRef: EpochRef | undefined;
+  store: CheckpointStore | null;
 }
 
 function checkOptions(options: CoreWalPoolOptions): CheckedOptions {
@@ -337,6 +462,8 @@ function checkOptions(options: CoreWalPoolOptions): CheckedOptions {
     const v = options[k];
     if (v !== undefined && (!Number.isSafeInteger(v) || v < 0)) throw new PerCoreWalError('INVALID_ARGUMENT', `${k} must be a non-negative integer, got ${String(v)}`);
   }
+  const store = options.checkpointStore ?? null;
+  if (store !== null && !(store instanceof CheckpointStore)) throw new PerCoreWalError('INVALID_ARGUMENT', 'checkpointStore must be a CheckpointStore');
   let minSequences: bigint[] | undefined;
   if (options.minSequences !== undefined) {
     if (!Array.isArray(options.minSequences) || options.minSequences.length !== workers) {
@@ -344,10 +471,19 @@ function checkOptions(options: CoreWalPoolOptions): CheckedOptions {
     }
     minSequences = options.minSequences.map((s, c) => toU64(s, `minSequences[${c}]`));
   }
+  let minEpoch = options.minEpoch === undefined ? 0n : toU64(options.minEpoch, 'minEpoch');
+  // Segments a checkpoint reset resume at its epoch and sequences.
+  const latest = store?.latestCheckpoint() ?? null;
+  if (latest !== null) {
+    if (latest.epoch > minEpoch) minEpoch = latest.epoch;
+    const seqs = minSequences ?? new Array<bigint>(workers).fill(0n);
+    for (let c = 0; c < workers && c < latest.nextSequences.length; c++) if (latest.nextSequences[c]! > seqs[c]!) seqs[c] = latest.nextSequences[c]!;
+    minSequences = seqs;
+  }
   return {
     dir, workers, config: new PerCoreWalConfig(dir, workers, { segmentPattern: options.segmentPattern }), ringBytes: options.ringBytes ?? DEFAULT_RING_BYTES, backpressure: bp,
     bufferSize: options.bufferSize, preallocate: options.preallocate, maxRecordSize: options.maxRecordSize ?? DEFAULT_MAX_RECORD_SIZE,
-    minEpoch: options.minEpoch === undefined ? 0n : toU64(options.minEpoch, 'minEpoch'), minSequences, epochRef: options.epochRef,
+    minEpoch, minSequences, epochRef: options.epochRef, store,
   };
 }
 

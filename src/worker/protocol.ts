@@ -165,7 +165,8 @@ export interface CoreWorkerData {
 /** Pool → worker, on `port`. */
 export type PoolCommand =
   | { type: 'open'; epoch: bigint; minTimestampNs: bigint | null; minSequence: bigint | null }
-  | { type: 'barrier'; checkpointId: bigint | null }
+  /** Append an epoch barrier at `epoch` (or above the writer's epoch), sync, and pause. */
+  | { type: 'barrier'; epoch: bigint }
   | { type: 'reset' }
   | { type: 'resume' }
   | { type: 'stop' }
