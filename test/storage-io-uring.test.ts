@@ -8,6 +8,7 @@ import {
   CoreWalWriter, PerCoreWalError, PerCoreWalReader, StorageIoError, UringStorageIo,
   type IoCompletion, type IoFd, type UringStorageIoOptions,
 } from '../src/index.js';
+import { storageIoSuite } from './helpers/storage-io-suite.js';
 import { b, tempDir } from './helpers/tmp.js';
 
 const support = UringStorageIo.isSupported();
@@ -727,3 +728,6 @@ describe('UringStorageIo', { skip }, () => {
     }
   });
 });
+
+// The behaviour every backend shares (contract, ordering, failures, the writer's path).
+if (support.supported) storageIoSuite('UringStorageIo', (o) => UringStorageIo.create({ maxQueued: o?.maxQueued }));
