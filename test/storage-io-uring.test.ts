@@ -217,7 +217,8 @@ describe('UringStorageIo', { skip }, () => {
         const dir = tempDir();
         const fifo = join(dir, 'fifo');
         execFileSync('mkfifo', [fifo]);
-        const sio = withIo({ sqpoll });
+        // No coalescing: the write that fills the pipe and the one that blocks stay two SQEs.
+        const sio = withIo({ sqpoll, coalesce: false });
         const reader = openSync(fifo, constants.O_RDONLY | constants.O_NONBLOCK);
         try {
           const fd = sio.registerFd(openSync(fifo, constants.O_RDWR));
@@ -231,8 +232,13 @@ describe('UringStorageIo', { skip }, () => {
           const control = sio.submitDatasync(other);
           const s = sio.submitDatasync(fd);
           sio.flush();
-          await sleep(50);
           const early: IoCompletion[] = [];
+          const deadline = Date.now() + 10_000;
+          while (!early.some((c) => c.token === control) && Date.now() < deadline) {
+            await Promise.race([sio.waitForCompletions(), sleep(20)]);
+            sio.pollCompletions(early);
+          }
+          await sleep(30); // time for the ordered one to complete too, were it not ordered
           sio.pollCompletions(early);
           assert.ok(early.some((c) => c.token === control && c.result === -EINVAL), 'the unordered datasync completed at once');
           assert.ok(!early.some((c) => c.token === s), `the ordered datasync did not complete before the blocked write: ${JSON.stringify(early)}`);
