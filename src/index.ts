@@ -32,3 +32,20 @@ export type { ThreadPoolStorageIoOptions, ThreadPoolFs } from './storage-io/thre
 export { registerWriterSegment } from './storage-io/register.js';
 export { GroupCommitLog } from './group-commit/group-commit-log.js';
 export type { GroupCommitOptions, GroupCommitLogOptions, GroupCommitStats } from './group-commit/group-commit-log.js';
+export { CheckpointStore } from './checkpoint/store.js';
+export type { CheckpointStoreOptions, CreateCheckpointOptions, LoadedCheckpoint } from './checkpoint/store.js';
+export type { CheckpointMetadata } from './checkpoint/format.js';
+export { CHECKPOINT_VERSION } from './checkpoint/format.js';
+export type { StateView } from './checkpoint/state.js';
+export { PerCoreCheckpointCoordinator } from './checkpoint/coordinator.js';
+export type { PerCoreCheckpointMetadata } from './checkpoint/coordinator.js';
+export { PerCoreRecoveryManager, recoverPerCore } from './recovery/recovery.js';
+export type {
+  PerCoreRecoveredState, PerCoreRecoveryOptions, RecoveryProgress, StateChange, SegmentRecovery, SegmentStats, WalLayout,
+} from './recovery/recovery.js';
+export { RECOVERY_MODES } from './recovery/cursor.js';
+export type { RecoveryMode, SegmentEnd, BadRecord } from './recovery/cursor.js';
+export { inspectCheckpointDir, decodeCheckpointFile } from './checkpoint/files.js';
+export type { CheckpointFileReport } from './checkpoint/files.js';
+export { UringStorageIo } from './storage-io/uring.js';
+export type { UringStorageIoOptions, UringStorageIoInfo, UringSupport } from './storage-io/uring.js';

@@ -51,6 +51,7 @@ export class PerCoreWalReader implements Iterable<PerCoreWalEntry> {
   private dv: DataView;
   private blockStart = 0;
   private blockLen = 0;
+  private resyncCost = 0;
 
   private constructor(coreId: number, path: string, position: number, options: PerCoreWalReaderOptions) {
     this.core = toCoreId(coreId);
@@ -228,10 +229,12 @@ export class PerCoreWalReader implements Iterable<PerCoreWalEntry> {
   /**
    * Looks for the next position after `from` where a valid record starts (checksum and
    * payload both good), for resynchronising past damage. Returns -1 if none. Work is
-   * bounded: at most `budgetBytes` of candidate records are checksummed.
+   * bounded: at most `budgetBytes` of candidate records are checksummed, and nothing else
+   * is read per candidate; {@link PerCoreWalReader.lastResyncCost} tells how much was spent.
    */
   resyncFrom(from: number, budgetBytes = 16 * this.len + (64 << 20)): number {
     let budget = budgetBytes;
+    this.resyncCost = 0;
     for (let at = toPosition(from, 'from'); at + RECORD_HEADER_SIZE + PAYLOAD_HEADER_SIZE <= this.len; at++) {
       const off = this.load(at, RECORD_HEADER_SIZE + PAYLOAD_HEADER_SIZE);
       const plen = this.dv.getUint32(off, true);
@@ -240,15 +243,27 @@ export class PerCoreWalReader implements Iterable<PerCoreWalEntry> {
       if (this.block[p] !== FORMAT_VERSION || this.dv.getUint16(p + 2, true) !== this.core) continue;
       const tag = this.block[p + 1]!;
       if (tag < 1 || tag > 5) continue;
+      if (budget < plen) return -1;
       budget -= plen;
-      if (budget < 0) return -1;
-      const saved = this.pos;
-      this.pos = at;
-      const r = this.readNext();
-      this.pos = saved;
-      if (r.kind === 'entry') return at;
+      this.resyncCost += plen;
+      if (this.validRecordAt(at, plen)) return at;
     }
     return -1;
+  }
+
+  /** Bytes of candidate records the last {@link PerCoreWalReader.resyncFrom} checksummed. */
+  lastResyncCost(): number { return this.resyncCost; }
+
+  /** True when a record of payload length `plen` at `at` checks and decodes (what readNext would yield). */
+  private validRecordAt(at: number, plen: number): boolean {
+    const off = this.load(at, RECORD_HEADER_SIZE + plen);
+    const start = off + RECORD_HEADER_SIZE;
+    if (crc32c(this.block, start, start + plen) !== this.dv.getUint32(off + 4, true)) return false;
+    try {
+      return decodePayload(this.block, this.dv, start, start + plen, this.segPath, at).coreId === this.core;
+    } catch {
+      return false;
+    }
   }
 
   /** Moves the reader to `position` (a record boundary). */

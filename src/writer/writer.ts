@@ -323,6 +323,14 @@ export class CoreWalWriter {
     this.eHi = h; this.eLo = l;
   }
 
+  /**
+   * Raises the next sequence to at least `min`; never lowers it. For a segment a
+   * checkpoint emptied: its writer resumes past the checkpoint's sequences.
+   */
+  raiseSequenceTo(min: U64Like): void {
+    this.raiseSequence(toU64(min, 'min'));
+  }
+
   private raiseSequence(min: bigint): void {
     if (min > this.sequence()) { this.sHi = hi32(min); this.sLo = lo32(min); }
   }

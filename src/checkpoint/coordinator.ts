@@ -1,0 +1,193 @@
+import { TAG_COMMIT, TAG_DELETE, TAG_PUT } from '../entry/codec.js';
+import type { U64Like } from '../entry/entry.js';
+import { PerCoreWalError } from '../errors/errors.js';
+import { PerCoreWalManager } from '../manager/manager.js';
+import { SegmentCursor } from '../recovery/cursor.js';
+import { mergeCursors } from '../recovery/merge.js';
+import { DELETED, foldReplay, ReplayTable } from '../recovery/replay-table.js';
+import { assert } from '../util/assert.js';
+import { toU64 } from '../util/u64.js';
+import type { CheckpointMetadata } from './format.js';
+import { barrierCrcAt, BARRIER_RECORD_SIZE, replayStarts } from './resume.js';
+import { CheckpointStore } from './store.js';
+
+/** What one coordinated checkpoint did. */
+export interface PerCoreCheckpointMetadata {
+  checkpoint: CheckpointMetadata;
+  /** Per core, the segment position after the epoch barrier (before the reset). */
+  walPositions: number[];
+  /** WAL entries merged into the checkpoint (markers included; entries an earlier checkpoint held are not). */
+  entriesMerged: number;
+}
+
+/**
+ * Folds every core's segment into a {@link CheckpointStore} checkpoint:
+ * advance the epoch (to E), write an epoch barrier to every segment, sync them all,
+ * merge them in global order and apply Put/Delete to the state and Commit to the source
+ * offsets and watermark (markers are ignored), write the checkpoint durably — with
+ * epoch E, the per-core positions and next sequences — and only then reset the segments.
+ *
+ * Crash safety (SPEC invariant 7): the checkpoint records, per core, the position just
+ * past its barrier and the barrier record's CRC. Recovery replays a segment from there if
+ * that barrier is still in place (the segment was not reset) and from its start if not
+ * (it was reset: all it holds came later). So a crash before the checkpoint is durable
+ * replays from the previous one, a crash after it but before or while the segments are
+ * reset skips the entries still there that the checkpoint holds, and no entry is applied
+ * twice — whatever epoch or sequence a restarted writer resumed at.
+ *
+ * @example
+ * ```ts
+ * const wal = PerCoreWalManager.create(new PerCoreWalConfig('/data/wal', 2));
+ * const store = CheckpointStore.open({ checkpointDir: '/data/checkpoints' });
+ * const coordinator = PerCoreCheckpointCoordinator.create(wal, store);
+ * wal.writer(0).appendPut(Buffer.from('k'), Buffer.from('v'));
+ * const { checkpoint, entriesMerged } = coordinator.createCheckpoint(1n);
+ * store.get('k');            // Buffer 'v'; the segments are empty again
+ * ```
+ */
+export class PerCoreCheckpointCoordinator {
+  private readonly wal: PerCoreWalManager;
+  private readonly cps: CheckpointStore;
+
+  private constructor(wal: PerCoreWalManager, store: CheckpointStore) {
+    this.wal = wal;
+    this.cps = store;
+  }
+
+  /**
+   * Ties a WAL to a checkpoint store. If the store's latest checkpoint is ahead of the
+   * WAL (its segments were reset and the WAL was opened without `minEpoch` /
+   * `minSequences`), the writers are moved up to the checkpoint's epoch and sequences, so
+   * that epochs and sequences keep increasing across the checkpoint.
+   */
+  static create(walManager: PerCoreWalManager, store: CheckpointStore): PerCoreCheckpointCoordinator {
+    if (!(walManager instanceof PerCoreWalManager)) throw new PerCoreWalError('INVALID_ARGUMENT', 'walManager must be a PerCoreWalManager');
+    if (!(store instanceof CheckpointStore)) throw new PerCoreWalError('INVALID_ARGUMENT', 'store must be a CheckpointStore');
+    const latest = store.latestCheckpoint();
+    if (latest !== null) {
+      let max = latest.epoch;
+      for (let c = 0; c < walManager.numCores(); c++) if (walManager.writer(c).epoch() > max) max = walManager.writer(c).epoch();
+      if (walManager.epoch() < max) walManager.setEpochAll(max);
+      for (let c = 0; c < walManager.numCores() && c < latest.nextSequences.length; c++) walManager.writer(c).raiseSequenceTo(latest.nextSequences[c]!);
+    }
+    return new PerCoreCheckpointCoordinator(walManager, store);
+  }
+
+  walManager(): PerCoreWalManager { return this.wal; }
+  store(): CheckpointStore { return this.cps; }
+
+  /** Checkpoint, then reset every segment. */
+  createCheckpoint(checkpointId: U64Like): PerCoreCheckpointMetadata {
+    return this.checkpoint(checkpointId, true);
+  }
+
+  /** Checkpoint without resetting the segments (e.g. a backup checkpoint keeping WAL history). */
+  createCheckpointNoTruncate(checkpointId: U64Like): PerCoreCheckpointMetadata {
+    return this.checkpoint(checkpointId, false);
+  }
+
+  /** The global epoch. */
+  epoch(): bigint { return this.wal.epoch(); }
+
+  /** Syncs every segment, without checkpointing. */
+  flush(): void { this.wal.syncAll(); }
+
+  /** Source offsets as of the latest checkpoint (plus any set on the store since). */
+  sourceOffsets(): Map<string, bigint> { return this.cps.sourceOffsets(); }
+
+  watermark(): bigint | null { return this.cps.watermark(); }
+
+  listCheckpoints(): CheckpointMetadata[] { return this.cps.listCheckpoints(); }
+
+  cleanupOldCheckpoints(keepCount: number): void { this.cps.cleanupOldCheckpoints(keepCount); }
+
+  /**
+   * Merges every segment from `from` to `to` in global order into the store: commits as
+   * they come, Puts and Deletes through a replay table folded in at the end (the last
+   * change per key, the live values read once), so that a WAL overwriting its keys costs
+   * no allocation per entry. Any bad byte is an error: these segments are live and synced.
+   */
+  private mergeInto(from: readonly number[], to: readonly number[]): number {
+    const cfg = this.wal.config();
+    const store = this.cps;
+    const cursors: SegmentCursor[] = [];
+    try {
+      for (let c = 0; c < from.length; c++) {
+        cursors.push(new SegmentCursor(c, cfg.segmentPath(c), {
+          fs: cfg.fs, maxRecordSize: cfg.maxRecordSize, mode: 'absoluteConsistency', from: from[c]!, end: to[c]!,
+        }));
+      }
+      const table = new ReplayTable();
+      const n = mergeCursors(cursors, (c) => {
+        switch (c.hTag) {
+          case TAG_PUT: {
+            c.loadHeadKey();
+            const ref = c.headValueRef();
+            table.set(c.kBuf, c.kStart, c.kEnd, ref >= 0 ? ref : table.copyRef(c.headValue()));
+            break;
+          }
+          case TAG_DELETE:
+            c.loadHeadKey();
+            table.set(c.kBuf, c.kStart, c.kEnd, DELETED);
+            break;
+          case TAG_COMMIT: {
+            const op = c.headEntry().operation;
+            if (op.type !== 'commit') break;
+            for (const [name, off] of op.offsets) store.setSourceOffset(name, off);
+            if (op.watermark !== null) store.setWatermark(op.watermark);
+            break;
+          }
+          default: break; // Checkpoint and EpochBarrier entries are markers.
+        }
+      });
+      foldReplay(table, cursors, (k, v) => store.putByMapKey(k, v), (k) => store.deleteByMapKey(k));
+      return n;
+    } finally {
+      for (const c of cursors) c.close();
+    }
+  }
+
+  private checkpoint(checkpointId: U64Like, reset: boolean): PerCoreCheckpointMetadata {
+    // Every argument and writer is checked before the first barrier is written.
+    const id = toU64(checkpointId, 'checkpointId');
+    const store = this.cps;
+    const wal = this.wal;
+    const previous = store.latestCheckpoint();
+    if (previous !== null && id <= previous.id) {
+      throw new PerCoreWalError('INVALID_ARGUMENT', `checkpoint id ${id} must be greater than the latest checkpoint's, ${previous.id}`);
+    }
+    const n = wal.numCores();
+    for (let c = 0; c < n; c++) {
+      const w = wal.writer(c);
+      const poison = w.poisonedBy();
+      if (poison !== null) {
+        throw new PerCoreWalError('POISONED', `cannot checkpoint: the writer of core ${c} is poisoned (${poison.message})`, { coreId: c, path: w.path(), cause: poison });
+      }
+      if (w.isSyncPending() || w.writesInFlight() > 0) {
+        throw new PerCoreWalError('SYNC_IN_FLIGHT', `cannot checkpoint: core ${c} has StorageIo operations in flight; feed their completions to checkAllCompletions first`,
+          { coreId: c, path: w.path() });
+      }
+    }
+    const cfg = wal.config();
+    // Where the entries the previous checkpoint does not hold begin: after its barrier in a
+    // segment it did not reset, at 0 in one it did.
+    const from = replayStarts(previous, n, (c) => cfg.segmentPath(c), cfg.fs);
+    const epoch = wal.advanceEpoch();
+    const barrierStarts: number[] = [];
+    for (let c = 0; c < n; c++) barrierStarts.push(wal.writer(c).appendEpochBarrier());
+    wal.syncAll();
+    const walPositions = wal.positions();
+    const nextSequences: bigint[] = [];
+    const barrierCrcs: number[] = [];
+    for (let c = 0; c < n; c++) {
+      assert(walPositions[c] === barrierStarts[c]! + BARRIER_RECORD_SIZE, 'the barrier is the last record of its segment');
+      nextSequences.push(wal.writer(c).sequence());
+      barrierCrcs.push(barrierCrcAt(cfg.fs, cfg.segmentPath(c), c, walPositions[c]!));
+    }
+    const merged = this.mergeInto(from, walPositions);
+    const checkpoint = store.createCheckpoint(id, { epoch, walPositions, nextSequences, barrierCrcs });
+    // The checkpoint is durable (file and directory fsynced): only now may the WAL go.
+    if (reset) wal.resetAll();
+    return { checkpoint, walPositions, entriesMerged: merged };
+  }
+}
