@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { runGroupCommitSeed } from './group-commit-crash.js';
 import { runManagerCrashSeed } from './manager-crash.js';
+import { runRecoveryCrashSeed } from './recovery-crash.js';
 import { runSioCrashSeed } from './sio-crash.js';
 import { runWriterCrashSeed } from './writer-crash.js';
 
@@ -51,5 +52,11 @@ test('group commit through crashes at random event-loop turns: every acknowledge
   let crashes = 0;
   for (let seed = 1; seed <= 40; seed++) crashes += (await runGroupCommitSeed(seed)).crashes;
   for (let seed = 1; seed <= 40; seed++) crashes += (await runGroupCommitSeed(seed, { faults: true })).crashes;
+  assert.ok(crashes >= 500, `only ${crashes} crashes`);
+});
+
+test('checkpoints and recovery through crashes and power cuts inside createCheckpoint: 80 seeds, every synced entry applied once, in order', () => {
+  let crashes = 0;
+  for (let seed = 1; seed <= 80; seed++) crashes += runRecoveryCrashSeed(seed).crashes;
   assert.ok(crashes >= 500, `only ${crashes} crashes`);
 });

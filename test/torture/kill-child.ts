@@ -3,8 +3,14 @@
 // `ack <synced position> <last sequence of core 0> [<last sequence of core 1> …]`.
 // Usage: kill-child.js writer <segment> <seed> <preallocate>
 //        kill-child.js manager <dir> <seed> <preallocate> <cores>
+//        kill-child.js checkpoint <dir> <seed> <preallocate> <cores>
+// In checkpoint mode the log lives in <dir>/wal with checkpoints in <dir>/checkpoints: the
+// child starts from PerCoreRecoveryManager.recover(), checkpoints now and then, and acks
+// `ack <core>:<seq>,<seq>… …` listing the puts each sync made durable.
 import { writeSync } from 'node:fs';
-import { CoreWalWriter, PerCoreWalConfig, PerCoreWalManager, scanSegment } from '../../src/index.js';
+import {
+  CheckpointStore, CoreWalWriter, PerCoreCheckpointCoordinator, PerCoreWalConfig, PerCoreWalManager, recoverPerCore, scanSegment,
+} from '../../src/index.js';
 import { Rng } from '../../src/testing/index.js';
 import { killKey, killValue } from './kill-values.js';
 
@@ -39,6 +45,34 @@ if (mode === 'writer') {
     for (let i = rng.range(1, 40); i > 0; i--) last = append(w);
     w.sync();
     say(`ack ${w.syncedPosition()} ${last}`);
+  }
+} else if (mode === 'checkpoint') {
+  const cores = Number(coresArg);
+  const wal = `${path}/wal`, ckpt = `${path}/checkpoints`;
+  const config = new PerCoreWalConfig(wal, cores, { preallocate });
+  let m: PerCoreWalManager;
+  try {
+    const rec = recoverPerCore(wal, ckpt, cores);
+    m = PerCoreWalManager.open(config, { minEpoch: rec.finalEpoch, minSequences: rec.nextSequences });
+  } catch (e) {
+    if ((e as { code?: string }).code !== 'SEGMENT_NOT_FOUND') throw e;
+    m = PerCoreWalManager.create(config);
+  }
+  const coord = PerCoreCheckpointCoordinator.create(m, CheckpointStore.open({ checkpointDir: ckpt, maxRetained: 2, fullEvery: 3 }));
+  let nextId = (coord.store().latestCheckpoint()?.id ?? 0n) + 1n;
+  say(`ready ${m.epoch()}`);
+  for (;;) {
+    const puts: bigint[][] = Array.from({ length: cores }, () => []);
+    for (let i = rng.range(1, 60); i > 0; i--) {
+      const c = rng.int(cores);
+      const w = m.writer(c);
+      const seq = w.sequence();
+      w.appendPut(killKey(c, seq), killValue(seq));
+      puts[c]!.push(seq);
+    }
+    if (rng.bool(0.1)) coord.createCheckpoint(nextId++);
+    else m.syncAll();
+    say(`ack ${puts.map((p, c) => `${c}:${p.join(',')}`).join(' ')}`);
   }
 } else {
   const config = new PerCoreWalConfig(path!, Number(coresArg), { preallocate });

@@ -23,9 +23,10 @@ export function killSuite(): TortureSuite & { cleanup(): void } {
       if (rounds++ % 40 === 0) mkdirSync(join(root, String(++lane)));
       const rng = new Rng(seed);
       const preallocate = [0, 65536, 4 << 20][lane % 3]!;
-      const target = lane % 2 === 0
-        ? { mode: 'writer' as const, segment: join(root, String(lane), 'wal-0.log') }
-        : { mode: 'manager' as const, dir: join(root, String(lane), 'wal'), cores: 1 + (lane % 4) };
+      const d = join(root, String(lane));
+      const target = lane % 3 === 0 ? { mode: 'writer' as const, segment: join(d, 'wal-0.log') }
+        : lane % 3 === 1 ? { mode: 'manager' as const, dir: join(d, 'wal'), cores: 1 + (lane % 4) }
+          : { mode: 'checkpoint' as const, dir: d, cores: 1 + (lane % 3) };
       await killRound(target, seed, rng.range(50, 400), preallocate);
       return { iterations: 1, crashes: 1 };
     },
