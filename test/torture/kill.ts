@@ -11,7 +11,8 @@ const CHILD = fileURLToPath(new URL('./kill-child.js', import.meta.url));
 export type KillTarget =
   | { mode: 'writer'; segment: string }
   | { mode: 'manager'; dir: string; cores: number }
-  | { mode: 'checkpoint'; dir: string; cores: number };
+  | { mode: 'checkpoint'; dir: string; cores: number }
+  | { mode: 'group'; segment: string; backend: 'sync' | 'threadpool' | 'uring' };
 
 /**
  * Spawns the child on `target`, lets it ingest for `ms` after it is ready, SIGKILLs it,
@@ -20,9 +21,9 @@ export type KillTarget =
 async function runChild(
   target: KillTarget, seed: number, ms: number, preallocate: number, fail: (m: string) => never, onAck: (fields: string[]) => void = () => {},
 ): Promise<string[]> {
-  const args = target.mode === 'writer'
-    ? ['writer', target.segment, String(seed), String(preallocate)]
-    : [target.mode, target.dir, String(seed), String(preallocate), String(target.cores)];
+  const args = target.mode === 'writer' ? ['writer', target.segment, String(seed), String(preallocate)]
+    : target.mode === 'group' ? ['group', target.segment, String(seed), String(preallocate), target.backend]
+      : [target.mode, target.dir, String(seed), String(preallocate), String(target.cores)];
   const child = spawn(process.execPath, [CHILD, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
   // The child ingests until killed: never leave it running if this process goes first.
   const reap = (): void => { child.kill('SIGKILL'); };
@@ -72,9 +73,10 @@ function checkCore(entries: readonly PerCoreWalEntry[], c: number, acked: bigint
  * for a manager's directory) and every acknowledged record must be there, intact.
  */
 export async function killRound(target: KillTarget, seed: number, ms: number, preallocate: number, suite = 'kill'): Promise<number> {
-  const what = target.mode === 'writer' ? target.segment : target.dir;
+  const what = target.mode === 'writer' || target.mode === 'group' ? target.segment : target.dir;
   const fail = (m: string): never => { throw new TortureFailure(suite, seed, `${m} (${target.mode} ${what}, prealloc ${preallocate}, ${ms} ms)`); };
   if (target.mode === 'checkpoint') return checkpointRound(target, seed, ms, preallocate, fail);
+  if (target.mode === 'group') return groupRound(target, seed, ms, preallocate, fail);
   const ack = await runChild(target, seed, ms, preallocate, fail);
   if (target.mode === 'writer') {
     const acked = ack.length > 0 ? BigInt(ack[1]!) : -1n;
@@ -133,6 +135,23 @@ async function checkpointRound(target: Extract<KillTarget, { mode: 'checkpoint' 
     if (m === null || !sameBytes(v, killValue(BigInt(m[2]!)))) fail(`recovered key ${Buffer.from(k).toString()} was never written so`);
   }
   return rec.state.size;
+}
+
+/** Group mode: every put whose promise resolved before the kill is in the segment with its value. */
+async function groupRound(target: Extract<KillTarget, { mode: 'group' }>, seed: number, ms: number, preallocate: number, fail: (m: string) => never): Promise<number> {
+  const acked: bigint[] = [];
+  await runChild(target, seed, ms, preallocate, fail, (fields) => {
+    for (const s of fields[0]!.split(',')) acked.push(BigInt(s));
+  });
+  const bySeq = new Map<bigint, PerCoreWalEntry>();
+  const scan = scanSegment(0, target.segment, { onEntry: (e) => bySeq.set(e.sequence, e) });
+  if (scan.tail === 'damaged') fail(`damaged tail at ${scan.bad?.position} after SIGKILL`);
+  for (const seq of acked) {
+    const e = bySeq.get(seq);
+    if (e === undefined || !sameBytes(e.value(), killValue(seq))) fail(`acknowledged put ${seq} ${e === undefined ? 'lost' : 'has a wrong value'}`);
+  }
+  checkCore([...bySeq.values()], 0, -1n, fail);
+  return acked.length;
 }
 
 /** `rounds` kills in a row on one target, each child resuming what recovery left. */
