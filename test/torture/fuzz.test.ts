@@ -4,6 +4,7 @@ import { PerCoreWalEntry } from '../../src/index.js';
 import { decodePayloadBuffer, encodePayloadToBuffer } from '../../src/entry/codec.js';
 import { runCheckpointFuzz } from './checkpoint-fuzz.js';
 import { runFuzz } from './fuzz.js';
+import { runRecoveryFuzz } from './recovery-fuzz.js';
 
 test('fuzz: 100 000 mutated segments and payloads, only typed results, bounded allocation, never a wrong entry', () => {
   let inputs = 0, entries = 0, fixups = 0;
@@ -30,4 +31,10 @@ test('fuzz: 20 000 mutated checkpoint files, only CHECKPOINT_INVALID or the stat
   for (let seed = 1; seed <= 4; seed++) decoded += runCheckpointFuzz({ seed, inputs: 5000 }).decoded;
   // CRC fix-ups must get some mutations through to the meta and body decoders.
   assert.ok(decoded > 500, `only ${decoded} decoded`);
+});
+
+test('fuzz: 10 000 mutated WALs through recover() in every mode, only typed results, never an invented change', () => {
+  let recovered = 0;
+  for (let seed = 1; seed <= 10; seed++) recovered += runRecoveryFuzz({ seed, inputs: 1000 }).recovered;
+  assert.ok(recovered > 2000, `only ${recovered} recoveries succeeded`);
 });

@@ -10,6 +10,7 @@ import type { TortureSuite } from './harness.js';
 import { killSuite } from './kill-suite.js';
 import { managerCrashSuite, managerFaultSuite } from './manager-crash.js';
 import { recoveryCrashSuite } from './recovery-crash.js';
+import { recoveryFuzzSuite } from './recovery-fuzz.js';
 import { sioCrashSuite, sioFaultSuite } from './sio-crash.js';
 import { writerCrashSuite, writerFaultSuite } from './writer-crash.js';
 
@@ -25,7 +26,7 @@ const program = new Command()
 const opts = program.opts<{ minutes: string; suite?: string; seed?: string; kill: boolean }>();
 
 const kill = killSuite();
-const weights = new Map<TortureSuite, number>([[writerCrashSuite, 2], [writerFaultSuite, 2], [managerCrashSuite, 2], [managerFaultSuite, 2], [sioCrashSuite, 2], [sioFaultSuite, 2], [groupCommitSuite, 1], [groupCommitFaultSuite, 1], [recoveryCrashSuite, 3], [checkpointFuzzSuite, 1], [fuzzSuite, 3], [kill, 2]]);
+const weights = new Map<TortureSuite, number>([[writerCrashSuite, 2], [writerFaultSuite, 2], [managerCrashSuite, 2], [managerFaultSuite, 2], [sioCrashSuite, 2], [sioFaultSuite, 2], [groupCommitSuite, 1], [groupCommitFaultSuite, 1], [recoveryCrashSuite, 3], [checkpointFuzzSuite, 1], [recoveryFuzzSuite, 1], [fuzzSuite, 3], [kill, 2]]);
 let suites = [...weights.keys()];
 if (opts.suite !== undefined) {
   const names = opts.suite.split(',');
