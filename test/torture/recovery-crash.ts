@@ -1,5 +1,5 @@
 import {
-  CheckpointStore, PerCoreCheckpointCoordinator, PerCoreRecoveryManager, PerCoreWalConfig, PerCoreWalEntry, PerCoreWalManager,
+  CheckpointStore, PerCoreCheckpointCoordinator, PerCoreRecoveryManager, PerCoreWalConfig, PerCoreWalEntry, PerCoreWalError, PerCoreWalManager,
   scanSegment, type PerCoreRecoveredState,
 } from '../../src/index.js';
 import { Rng, SimDisk } from '../../src/testing/index.js';
@@ -288,13 +288,24 @@ export class RecoveryCrashRun {
    */
   private verifyPointInTime(p: SimDisk, snap: Snapshot, covered: Set<Rec>, found: Rec[][], where: string): void {
     let cutoff: bigint | null = null;
+    let anyBad = false;
     for (let c = 0; c < this.numCores; c++) {
       let last: bigint | null = null;
       const scan = scanSegment(c, `${WAL}/wal-${c}.log`, { fs: p, onEntry: (e) => { last = e.epoch; } });
       if (scan.tail === 'clean') continue;
+      anyBad = true;
       const lost: bigint = last ?? 0n;
       if (cutoff === null || lost < cutoff) cutoff = lost;
     }
+    // absoluteConsistency: a torn tail is an error too; without one, the default result.
+    let strict: unknown = null;
+    try {
+      new PerCoreRecoveryManager(new PerCoreWalConfig(WAL, this.numCores, { fs: p }), { checkpointDir: CKPT, fs: p, mode: 'absoluteConsistency', onWarning: () => {} }).recover();
+    } catch (e) {
+      strict = e;
+    }
+    if (anyBad) this.check(strict instanceof PerCoreWalError, `absoluteConsistency accepted a torn tail (${String(strict)}) ${where}`);
+    else this.check(strict === null, `absoluteConsistency refused clean segments: ${String(strict)} ${where}`);
     let rec: PerCoreRecoveredState;
     try {
       rec = new PerCoreRecoveryManager(new PerCoreWalConfig(WAL, this.numCores, { fs: p }), { checkpointDir: CKPT, fs: p, mode: 'pointInTime', onWarning: () => {} }).recover();
