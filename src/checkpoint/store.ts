@@ -120,8 +120,8 @@ export class CheckpointStore {
     const fs = options.fs ?? realFs;
     const store = new CheckpointStore(dir, fs, maxRetained, fullEvery, options.onWarning);
     try {
-      // Every directory made here must survive a crash, or a checkpoint written into it
-      // could vanish with it: fsync the parent of each.
+      // A directory made here must survive a crash, or a crash could take every checkpoint
+      // with it after the WAL was reset: fsync the parent of each one created.
       const missing: string[] = [];
       for (let d = dir; !fs.existsSync(d) && dirname(d) !== d; d = dirname(d)) missing.push(d);
       if (missing.length > 0) {
@@ -129,7 +129,7 @@ export class CheckpointStore {
         for (const d of missing) fs.fsyncDir(dirname(d));
       }
     } catch (e) {
-      throw ioError('mkdir', e, dir);
+      throw ioError('create directory', e, dir);
     }
     // Only this store writes the directory: a temporary file is a checkpoint a crash interrupted.
     for (const tmp of listTempFiles(dir, fs)) {
