@@ -47,7 +47,7 @@ function resumeWriter(): CoreWalWriter {
 
 if (mode === 'group') {
   const w = resumeWriter();
-  const which = coresArg === 'uring' && UringStorageIo.isSupported().supported ? 'uring' : coresArg;
+  const which = coresArg === 'uring' && !UringStorageIo.isSupported().supported ? 'threadpool' : coresArg;
   const sio: StorageIo = which === 'uring' ? UringStorageIo.create() : which === 'threadpool' ? new ThreadPoolStorageIo() : new SyncStorageIo();
   const log = GroupCommitLog.forWriter(w, { storageIo: sio });
   let done: bigint[] = [];
