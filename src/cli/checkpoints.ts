@@ -38,8 +38,12 @@ export interface CheckpointListing {
   tempFiles: string[];
 }
 
-/** Lists and validates `dir`. A missing directory holds no checkpoints; a file where a directory should be is a usage error. */
-export function listCheckpoints(dir: string): CheckpointListing {
+/**
+ * Lists and validates `dir`. A file where a directory should be is a usage error; so is a
+ * missing directory with `mustExist` (a mistyped path must not pass a verification),
+ * else it holds no checkpoints (as for recovery).
+ */
+export function listCheckpoints(dir: string, options: { mustExist?: boolean } = {}): CheckpointListing {
   const abs = resolve(dir);
   let exists = true;
   try {
@@ -48,6 +52,7 @@ export function listCheckpoints(dir: string): CheckpointListing {
     if ((e as { code?: string }).code !== 'ENOENT') throw e;
     exists = false;
   }
+  if (!exists && options.mustExist) throw new CliError('NOT_FOUND', `${dir} does not exist`, { path: dir });
   if (!exists) return { dir: abs, exists, checkpoints: [], tempFiles: [] };
   const checkpoints = inspectCheckpointDir(abs).map((r): CheckpointRow => {
     const m = r.metadata;

@@ -43,7 +43,7 @@ export function runInspect(dir: string, flags: InspectFlags): number {
   const rows = scanned.map(segmentJson);
   // Read after the segments: a checkpoint directory is small next to a WAL, and fully
   // validating it (every chain, as recovery would) needs no bar of its own.
-  const checkpoints = flags.checkpointDir === undefined ? null : listCheckpoints(flags.checkpointDir);
+  const checkpoints = flags.checkpointDir === undefined ? null : listCheckpoints(flags.checkpointDir, { mustExist: true });
   const badCheckpoint = checkpoints?.checkpoints.some((c) => !c.valid) ?? false;
   if (flags.json) {
     printJson({

@@ -105,12 +105,12 @@ export function runVerify(dir: string, flags: VerifyFlags): number {
     bar.stop();
   }
   problems.sort((a, b) => a.coreId - b.coreId || a.position - b.position);
-  const checkpoints = flags.checkpointDir === undefined ? null : listCheckpoints(flags.checkpointDir);
+  const checkpoints = flags.checkpointDir === undefined ? null : listCheckpoints(flags.checkpointDir, { mustExist: true });
   for (const c of checkpoints?.checkpoints ?? []) {
     if (c.valid) continue;
     problems.push({
       file: c.file, path: c.path, coreId: -1, position: checkpointErrorPosition(c.path, c.error), code: 'CHECKPOINT_INVALID', severity: 'checkpoint',
-      message: `checkpoint ${c.id} (${c.path}) does not load: ${c.error}`,
+      message: `checkpoint ${c.id} does not load: ${c.error}`,
     });
   }
   const failing = problems.filter((p) => !(flags.allowTorn && (p.severity === 'torn' || p.severity === 'debris')));
@@ -118,7 +118,7 @@ export function runVerify(dir: string, flags: VerifyFlags): number {
   if (flags.json) {
     printJson({
       ok, dir, pattern: flags.pattern, allowTorn: flags.allowTorn === true, bytes: total, segments: perSegment,
-      ...(checkpoints === null ? {} : { checkpointDir: checkpoints.dir, checkpoints: checkpoints.checkpoints.map(({ id, file, path, valid, error }) => ({ id, file, path, valid, error })) }),
+      ...(checkpoints === null ? {} : { checkpointDir: checkpoints.dir, checkpoints: checkpoints.checkpoints }),
       problems,
     });
   } else {
