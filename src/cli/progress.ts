@@ -54,6 +54,8 @@ export function byteProgress(label: string, total: number, enabled: boolean, uni
     clearOnComplete: true,
     // Its timer cannot fire while a synchronous scan holds the event loop; what keeps the
     // bar moving is synchronousUpdate (the default): update() redraws every 200 ms or so.
+    // No estimate yet (no progress, or the total is not known) is "…", not "NaN"/"INF".
+    formatTime: (t, options, roundTo) => (Number.isFinite(t) && total > 0 ? cliProgress.Format.TimeFormat(t, options, roundTo) : '…'),
     // A total of 0 is not known yet (setTotal will tell): shown as "?" rather than as 1.
     formatValue: (v, options, type) =>
       type === 'total' && total === 0 ? '?'
@@ -69,8 +71,12 @@ export function byteProgress(label: string, total: number, enabled: boolean, uni
     update(done, more) {
       if (stopped) return;
       value = Math.min(done, total);
+      const changed = more !== undefined && more !== detail;
       if (more !== undefined) detail = more;
       bar.update(value, { detail });
+      // A new phase is drawn at once: the synchronous work that follows (loading a
+      // checkpoint) would otherwise leave the previous one on screen until it ends.
+      if (changed) bar.render();
     },
     setTotal(t) {
       if (stopped) return;

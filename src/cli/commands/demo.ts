@@ -71,6 +71,9 @@ function parseValueSize(value: string): number {
   return n;
 }
 
+/** 1234567 → "1,234,567": counts are read by people here. */
+const n = (x: number): string => x.toLocaleString('en-US');
+
 interface Layout {
   root: string;
   walDir: string;
@@ -106,14 +109,18 @@ export async function runDemo(dir: string | undefined, flags: DemoFlags): Promis
   // Keys of this run are told apart from an earlier run's in the same directory.
   const prefix = `k${Date.now().toString(36)}-`;
   const bars = progressWanted(flags);
+  // Ctrl-C: kill the ingest child at once (it would otherwise stop cleanly and the demo
+  // would go on), remove the temporary directory, then die of the signal as usual.
   const abort = new AbortController();
   const onSigint = (): void => abort.abort();
   process.once('SIGINT', onSigint);
   let keep = flags.keep === true || !where.temporary;
+  let interrupted = false;
   try {
     if (!flags.json) {
-      printLine(`corewal demo: ${cores} worker thread${cores === 1 ? '' : 's'} (one segment each), ${flags.producers} producers, ${flags.valueSize}-byte values, a checkpoint every ${flags.checkpointMs} ms, SIGKILL after ${flags.seconds} s`);
-      printLine(`directory: ${where.root}`);
+      const every = flags.checkpointMs % 1000 === 0 ? `${flags.checkpointMs / 1000} s` : `${flags.checkpointMs} ms`;
+      printLine(`corewal demo: ${cores} worker thread${cores === 1 ? '' : 's'} (one segment each), ${flags.producers} producers, ${flags.valueSize}-byte values`);
+      printLine(`a checkpoint every ${every}, SIGKILL after ${flags.seconds} s, in ${where.root}`);
     }
     const ingestBar = byteProgress('ingest ', flags.seconds, bars, 's');
     let ingest: IngestOutcome;
@@ -122,7 +129,7 @@ export async function runDemo(dir: string | undefined, flags: DemoFlags): Promis
         walDir: where.walDir, checkpointDir: where.checkpointDir, cores, producers: flags.producers, valueBytes: flags.valueSize,
         checkpointMs: flags.checkpointMs, seconds: flags.seconds, prefix, signal: abort.signal,
       }, (t) => ingestBar.update(Math.round(t.elapsed * 10) / 10,
-        t.ready ? ` | ${t.acknowledged} acknowledged | ${t.checkpoints} checkpoint${t.checkpoints === 1 ? '' : 's'}` : ' | starting workers'));
+        t.ready ? ` | ${n(t.acknowledged)} acknowledged | ${t.checkpoints} checkpoint${t.checkpoints === 1 ? '' : 's'}` : ' | starting workers'));
     } finally {
       ingestBar.stop();
     }
@@ -146,6 +153,11 @@ export async function runDemo(dir: string | undefined, flags: DemoFlags): Promis
       recoverBar.stop();
     }
     const recoveryMs = performance.now() - started;
+    // Recovery is synchronous: a Ctrl-C during it is seen only now.
+    if (abort.signal.aborted) {
+      interrupted = true;
+      return EXIT_FAILED;
+    }
     const check = checkRecovered(rec.state, ingest.acked, prefix, flags.valueSize);
     if (!check.ok) keep = true;
     const result = summary(flags, cores, where, keep, prefix, ingest, rec, recoveryMs, check);
@@ -153,8 +165,12 @@ export async function runDemo(dir: string | undefined, flags: DemoFlags): Promis
     else printText(result);
     return check.ok ? EXIT_OK : EXIT_FAILED;
   } catch (e) {
+    if (e instanceof IngestFailed && e.code === 'ABORTED') {
+      interrupted = true;
+      return EXIT_FAILED;
+    }
     if (e instanceof IngestFailed) {
-      keep ||= e.code !== 'ABORTED';
+      keep = true;
       throw new CliError('UNAVAILABLE', `${e.message}${keep ? `\nthe directory is kept: ${where.root}` : ''}`, { cause: e });
     }
     // Recovery refusing the directory (damage) is the demo failing: keep it to look at.
@@ -164,6 +180,7 @@ export async function runDemo(dir: string | undefined, flags: DemoFlags): Promis
   } finally {
     process.removeListener('SIGINT', onSigint);
     if (!keep) rmSync(where.root, { recursive: true, force: true });
+    if (interrupted) process.kill(process.pid, 'SIGINT');
   }
 }
 
@@ -218,8 +235,6 @@ function summary(
 }
 
 type Summary = ReturnType<typeof summary>;
-
-const n = (x: number): string => x.toLocaleString('en-US');
 
 function printText(s: Summary): void {
   const torn = s.recovery.segments.filter((x) => x.tornBytes > 0);
