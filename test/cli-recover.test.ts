@@ -116,7 +116,7 @@ describe('recover: what it rebuilt', () => {
     const j = json(corewal(['recover', w.walDir, w.cpDir, '--json', '--state']));
     assert.deepEqual(Object.keys(j).sort(), [
       'checkpoint', 'checkpointDir', 'checkpointDirExists', 'cores', 'coresFrom', 'entriesReplayed', 'finalEpoch', 'keys', 'missingSegments',
-      'mode', 'ms', 'nextSequences', 'ok', 'pattern', 'repair', 'segments', 'sourceOffsets', 'state', 'stateBytes', 'walDir', 'walPositions',
+      'mode', 'ms', 'nextSequences', 'ok', 'pattern', 'repair', 'segments', 'skippedCheckpoints', 'sourceOffsets', 'state', 'stateBytes', 'walDir', 'walPositions',
       'warnings', 'watermark',
     ]);
     assert.deepEqual(j.checkpoint, { ...j.checkpoint, id: '2', epoch: '2', incremental: true, parentId: '1', keys: 39 });
@@ -157,10 +157,26 @@ describe('recover: what it rebuilt', () => {
   test('an invalid newest checkpoint is skipped for the previous one, and said so', () => {
     const w = checkpointedWal(tempDir());
     breakCheckpoint(w.cpDir, 2);
-    const j = json(corewal(['recover', w.walDir, w.cpDir, '--json']));
-    assert.equal(j.ok, true);
+    // That is corruption (a crash never leaves an invalid checkpoint): exit 1, yet the state
+    // rebuilt from checkpoint 1 and the WAL is shown.
+    const r = corewal(['recover', w.walDir, w.cpDir, '--json']);
+    assert.equal(r.code, 1);
+    const j = json(r);
+    assert.equal(j.ok, false);
     assert.equal(j.checkpoint.id, '1');
+    assert.deepEqual(j.skippedCheckpoints, [{ id: '2', file: 'checkpoint-00000000000000000002.cwc' }]);
     assert.ok(j.warnings.some((m: string) => /skipping checkpoint 2/.test(m)), j.warnings.join('\n'));
+    assert.equal(j.keys, 20 + 20, 'checkpoint 1 and the WAL after checkpoint 2: what only checkpoint 2 held is gone');
+    assert.match(r.stderr, /checkpoint 2 does not load and was skipped/);
+    const text = corewal(['recover', w.walDir, w.cpDir]);
+    assert.equal(text.code, 1);
+    assert.match(text.stdout, /^checkpoint +1 \(checkpoint-00000000000000000001\.cwc: epoch 1, full, 20 keys/m);
+    assert.match(text.stdout, /^note: skipping checkpoint 2: invalid checkpoint file .*checkpoint-00000000000000000002\.cwc at byte \d+/m);
+    // With every checkpoint invalid, recovery replays the WAL alone, and says so the same way.
+    breakCheckpoint(w.cpDir, 1);
+    const none = json(corewal(['recover', w.walDir, w.cpDir, '--json']));
+    assert.equal(none.checkpoint, null);
+    assert.deepEqual(none.skippedCheckpoints.map((c: any) => c.id), ['1', '2']);
   });
 
   test('cores: from the segment files, from --cores, from the checkpoint when no segment is left; else a usage error', () => {

@@ -38,6 +38,13 @@ export interface CheckpointListing {
   tempFiles: string[];
 }
 
+/** True for a directory, false when nothing is there; a file there is a usage error. */
+export function checkpointDirExists(dir: string): boolean {
+  const st = statSync(resolve(dir), { throwIfNoEntry: false });
+  if (st !== undefined && !st.isDirectory()) throw new CliError('NOT_A_DIRECTORY', `${dir} is not a directory`, { path: dir });
+  return st !== undefined;
+}
+
 /**
  * Lists and validates `dir`. A file where a directory should be is a usage error; so is a
  * missing directory with `mustExist` (a mistyped path must not pass a verification),
@@ -45,13 +52,7 @@ export interface CheckpointListing {
  */
 export function listCheckpoints(dir: string, options: { mustExist?: boolean } = {}): CheckpointListing {
   const abs = resolve(dir);
-  let exists = true;
-  try {
-    if (!statSync(abs).isDirectory()) throw new CliError('NOT_A_DIRECTORY', `${dir} is not a directory`, { path: dir });
-  } catch (e) {
-    if ((e as { code?: string }).code !== 'ENOENT') throw e;
-    exists = false;
-  }
+  const exists = checkpointDirExists(dir);
   if (!exists && options.mustExist) throw new CliError('NOT_FOUND', `${dir} does not exist`, { path: dir });
   if (!exists) return { dir: abs, exists, checkpoints: [], tempFiles: [] };
   const checkpoints = inspectCheckpointDir(abs).map((r): CheckpointRow => {

@@ -5,7 +5,9 @@ import { RECOVERY_MODES, type RecoveryMode } from '../../recovery/cursor.js';
 import { PerCoreRecoveryManager, type PerCoreRecoveredState, type RecoveryProgress } from '../../recovery/recovery.js';
 import { PerCoreWalConfig } from '../../manager/config.js';
 import { PerCoreWalError } from '../../errors/errors.js';
-import { newestValid, listCheckpoints } from '../checkpoints.js';
+import { checkpointDirExists, newestValid, listCheckpoints } from '../checkpoints.js';
+import { listCheckpointFiles } from '../../checkpoint/files.js';
+import { realFs } from '../../io/fs.js';
 import { CliError, EXIT_FAILED, EXIT_OK, setExitCode } from '../errors.js';
 import { formatBytes, showBytes, table } from '../format.js';
 import { parsePositive, withJson, withPattern, withProgress, type CommonFlags } from '../options.js';
@@ -50,7 +52,9 @@ only while no writer has the WAL open. "corewal repair" is the conservative alte
 it cuts only torn tails and crash debris, whatever the mode.
 
 Exit status: 0 when recovery succeeded, 1 when it failed (corruption the mode does not
-accept, or an I/O error) or a repair was declined, 2 on a usage error.`);
+accept, or an I/O error), when it had to skip an invalid checkpoint (the state it
+rebuilt from an older one is still shown), or when a repair was declined; 2 on a
+usage error.`);
   cmd.action(async (walDir: string, cpDir: string, flags: RecoverFlags) => setExitCode(await runRecover(walDir, cpDir, flags)));
 }
 
@@ -91,7 +95,7 @@ interface RepairRow {
 
 export async function runRecover(walDir: string, cpDir: string, flags: RecoverFlags): Promise<number> {
   const segments = findSegments(walDir, flags.pattern);
-  const listing = listCheckpoints(cpDir);
+  const cpExists = checkpointDirExists(cpDir);
   let cores: number;
   let coresFrom: CoresFrom;
   if (flags.cores !== undefined) {
@@ -102,7 +106,7 @@ export async function runRecover(walDir: string, cpDir: string, flags: RecoverFl
     coresFrom = 'segments';
   } else {
     // Every segment may have been reset to nothing and removed: the checkpoint still knows.
-    const n = newestValid(listing)?.walPositions?.length ?? 0;
+    const n = newestValid(listCheckpoints(cpDir))?.walPositions?.length ?? 0;
     if (n === 0) {
       throw new CliError('USAGE', `no segment matching ${flags.pattern} in ${walDir} and no checkpoint that tells the number of cores: pass --cores`, { path: walDir });
     }
@@ -115,7 +119,7 @@ export async function runRecover(walDir: string, cpDir: string, flags: RecoverFl
   }
   const missing: number[] = [];
   for (let c = 0; c < cores; c++) if (!segments.some((s) => s.coreId === c)) missing.push(c);
-  if (!listing.exists && !flags.json) warn(`corewal: ${cpDir} does not exist: no checkpoint, the WAL alone is replayed`);
+  if (!cpExists && !flags.json) warn(`corewal: ${cpDir} does not exist: no checkpoint, the WAL alone is replayed`);
 
   const config = new PerCoreWalConfig(resolve(walDir), cores, { segmentPattern: flags.pattern });
   const bar = byteProgress('recover', 0, progressWanted(flags));
@@ -129,7 +133,7 @@ export async function runRecover(walDir: string, cpDir: string, flags: RecoverFl
     collectStateChanges: false,
   });
   const head = {
-    walDir: resolve(walDir), checkpointDir: listing.dir, checkpointDirExists: listing.exists, mode: flags.mode,
+    walDir: resolve(walDir), checkpointDir: resolve(cpDir), checkpointDirExists: cpExists, mode: flags.mode,
     cores, coresFrom, pattern: flags.pattern, missingSegments: missing,
   };
   const started = performance.now();
@@ -151,11 +155,22 @@ export async function runRecover(walDir: string, cpDir: string, flags: RecoverFl
     if (r === 'declined') code = EXIT_FAILED;
     else repair = r;
   }
-  const result = summary(rec, head, rows, ms, repair);
+  // Recovery tries the newest checkpoint first and stops at the first that loads: every
+  // newer file was skipped as invalid. A crash never leaves one (checkpoints are written
+  // to a temporary name and renamed), so that is corruption, and what only it held may be
+  // gone: the state is shown, and the exit status says so.
+  const skipped = cpExists
+    ? listCheckpointFiles(resolve(cpDir), realFs).filter((f) => rec.checkpointId === null || f.id > rec.checkpointId).map((f) => ({ id: String(f.id), file: basename(f.path) }))
+    : [];
+  if (skipped.length > 0) code = EXIT_FAILED;
+  const result = { ok: code === EXIT_OK, ...summary(rec, head, rows, ms, repair), skippedCheckpoints: skipped };
   const state = flags.state ? stateRows(rec) : undefined;
   if (flags.json) printJson(state === undefined ? result : { ...result, state });
   else printText(result, rec, state);
-  if (code !== EXIT_OK) warn('corewal: repair declined; nothing was cut');
+  if (flags.repair && repair === null) warn('corewal: repair declined; nothing was cut');
+  if (skipped.length > 0) {
+    warn(`corewal: checkpoint ${skipped.map((c) => c.id).join(', ')} ${skipped.length === 1 ? 'does' : 'do'} not load and ${skipped.length === 1 ? 'was' : 'were'} skipped: a crash never leaves an invalid checkpoint, so this is corruption, and records only ${skipped.length === 1 ? 'it' : 'they'} held may be missing ("corewal verify --checkpoint-dir" says why)`);
+  }
   return code;
 }
 
@@ -179,7 +194,6 @@ function summary(rec: PerCoreRecoveredState, head: Head, segments: SegmentRow[],
   for (const [k, v] of rec.state.entries()) stateBytes += k.length + v.length;
   const cp = rec.checkpoint;
   return {
-    ok: true,
     ...head,
     checkpoint: cp === null ? null : {
       id: String(cp.id), file: basename(cp.path), epoch: String(cp.epoch), incremental: cp.isIncremental,
@@ -251,7 +265,7 @@ function stateRows(rec: PerCoreRecoveredState): { key: string; keyEncoding: stri
   });
 }
 
-function printText(s: Summary, rec: PerCoreRecoveredState, state?: ReturnType<typeof stateRows>): void {
+function printText(s: Summary & { skippedCheckpoints: unknown[] }, rec: PerCoreRecoveredState, state?: ReturnType<typeof stateRows>): void {
   printLine(`recovered ${s.walDir} (${s.cores} core${s.cores === 1 ? '' : 's'}, mode ${s.mode}) in ${s.ms} ms`);
   printLine();
   const cp = s.checkpoint;
