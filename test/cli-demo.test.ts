@@ -7,7 +7,7 @@ import { CheckpointStore, encodeRecord, PerCoreWalEntry, recoverPerCore, scanSeg
 import { checkRecovered } from '../src/cli/demo/check.js';
 import { ingestThenKill, percentiles } from '../src/cli/demo/ingest.js';
 import { ingestValue } from '../src/worker/ingest-child.js';
-import { corewal, json } from './helpers/cli.js';
+import { corewal, corewalInTerminal, json } from './helpers/cli.js';
 import { tempDir } from './helpers/tmp.js';
 
 describe('corewal demo as a child process', () => {
@@ -63,9 +63,17 @@ describe('corewal demo as a child process', () => {
     assert.equal(corewal(['demo', dir, '--seconds', '1', '--cores', '3']).code, 2);
   });
 
-  test('text summary: records/s, latency, checkpoints, recovered, lost 0', { timeout: 60_000 }, () => {
-    const r = corewal(['demo', '--seconds', '1', '--cores', '1', '--value-size', '16', '--producers', '8']);
-    assert.equal(r.code, 0, r.stderr);
+  test('in a terminal: a bar for the ingest, then one for recovery, then the text summary', { timeout: 60_000 }, () => {
+    const args = ['demo', '--seconds', '1', '--cores', '1', '--value-size', '16', '--producers', '8'];
+    const tty = corewalInTerminal(args);
+    const r = tty ?? corewal(args);
+    assert.equal(r.code, 0, r.stdout + r.stderr);
+    if (tty !== null) {
+      assert.match(tty.stdout, /ingest  [█░]+ \d+% \| [\d.]+ of 1 s \| .*acknowledged \| \d+ checkpoints?/);
+      assert.match(tty.stdout, /recover [█░]+ \d+% \| .* \| (loading the newest valid checkpoint|replaying the WAL)/);
+    }
+    // What is left once the bars are gone: the summary, line by line.
+    const text = r.stdout.replace(/\x1b\[[0-9;?]*[A-Za-z]/g, '').replace(/\r/g, '');
     for (const re of [
       /^corewal demo: 1 worker thread \(one segment each\), 8 producers, 16-byte values/m,
       /^ingest +\d+\.\d s, [\d,]+ records acknowledged as durable: [\d,]+ records\/s$/m,
@@ -75,7 +83,7 @@ describe('corewal demo as a child process', () => {
       /^recovered +[\d,]+ records/m,
       /^lost +0 of [\d,]+ acknowledged records$/m,
       /^OK: every record acknowledged as durable survived the SIGKILL with its value\.$/m,
-    ]) assert.match(r.stdout, re);
+    ]) assert.match(text, re);
   });
 
   test('usage errors exit 2', () => {
