@@ -77,8 +77,9 @@ test('a hold keeps completions back until release, then hands them out', async (
   fio.flush();
   const got = await waitForTokens(fio, [w]);
   assert.ok(!got.some((c) => c.token === s));
-  // The datasync ran and finished underneath, but stays held.
-  await new Promise((r) => setTimeout(r, 20));
+  // The datasync runs and finishes underneath, but stays held. Wait for that (bounded),
+  // not for a fixed time: an fdatasync on a loaded machine can take far longer than 20 ms.
+  for (const deadline = Date.now() + 10_000; hold.held === 0 && Date.now() < deadline; ) await new Promise((r) => setTimeout(r, 5));
   const more: IoCompletion[] = [];
   fio.pollCompletions(more);
   assert.deepEqual(more, []);

@@ -38,7 +38,7 @@ test('1 000 concurrent awaiters resolve only after a datasync covering their rec
     }));
   }
   // Let the writes and the datasync run underneath; the datasync's completion is held.
-  for (let i = 0; i < 50 && hold.held === 0; i++) await new Promise((r) => setTimeout(r, 5));
+  for (const deadline = Date.now() + 10_000; hold.held === 0 && Date.now() < deadline; ) await new Promise((r) => setTimeout(r, 5));
   assert.equal(hold.held, 1, 'the group datasync ran and is held');
   await new Promise((r) => setTimeout(r, 20));
   assert.equal(resolvedAt.length, 0, 'nothing resolved before the datasync completed');
@@ -60,7 +60,7 @@ test('groups form while a datasync is in flight, and each resolves with its own 
   const log = GroupCommitLog.open(seg(), { storageIo: fio });
   const hold = fio.hold({ op: 'datasync' });
   const first = log.put(b('a'), b('1'));
-  for (let i = 0; i < 100 && hold.held === 0; i++) await new Promise((r) => setTimeout(r, 2));
+  for (const deadline = Date.now() + 10_000; hold.held === 0 && Date.now() < deadline; ) await new Promise((r) => setTimeout(r, 2));
   let secondDone = false;
   const second = Promise.all([log.put(b('b'), b('2')), log.delete(b('a'))]).then((v) => { secondDone = true; return v; });
   await new Promise((r) => setTimeout(r, 10));

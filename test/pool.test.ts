@@ -231,3 +231,31 @@ test('a directory written by PerCoreWalManager continues in the pool, and back',
   assert.deepEqual(again.positions().map((_, c) => again.writer(c).sequence()), [2n, 3n]);
   again.close();
 });
+
+test('start cuts a torn tail, and refuses a damaged segment with CORRUPTED (stopping every worker)', async () => {
+  const { appendFileSync, readFileSync, writeFileSync } = await import('node:fs');
+  const dir = tempDir();
+  const p1 = await CoreWalPool.start({ dir, workers: 2, preallocate: 0 });
+  for (let i = 0; i < 3; i++) await p1.put(`k${i}`, 'v', { core: 1 });
+  await p1.close();
+  const seg = p1.segmentPath(1);
+  const good = readFileSync(seg);
+  appendFileSync(seg, good.subarray(0, 20)); // half a record: what a crash mid-write leaves
+  const p2 = await CoreWalPool.start({ dir, workers: 2, preallocate: 0 });
+  const r = p2.openReport()[1]!;
+  assert.equal(r.tail, 'torn');
+  assert.equal(r.validEnd, good.length);
+  assert.equal(r.fileLen, good.length + 20);
+  assert.equal(r.sequence, 3n);
+  await p2.put('k3', 'v', { core: 1 });
+  await p2.close();
+  assert.deepEqual(readCore(seg, 1).map((e) => e.sequence), [0n, 1n, 2n, 3n]);
+  // Damage: a flipped byte in the second record, followed by records appended after it was synced.
+  const bytes = readFileSync(seg);
+  const second = bytes.readUInt32LE(0) + 8;
+  bytes[second + 20] ^= 0xff;
+  writeFileSync(seg, bytes);
+  await assert.rejects(CoreWalPool.start({ dir, workers: 2, preallocate: 0 }),
+    (e: unknown) => e instanceof PerCoreWalError && e.code === 'CORRUPTED' && /core 1/.test(e.message));
+  assert.deepEqual(readFileSync(seg), bytes, 'nothing was cut');
+});

@@ -75,7 +75,8 @@ test('contiguous writes flushed together go out as one write; a gap starts anoth
 });
 
 test('a datasync starts only after every earlier write completed; later writes need not wait for it', async () => {
-  const rec = recordingFs({ write: (call) => (call === 0 ? { delayMs: 30 } : undefined) });
+  // The slow write is slow enough that a loaded machine cannot finish it within the 10 ms look.
+  const rec = recordingFs({ write: (call) => (call === 0 ? { delayMs: 500 } : undefined) });
   const sio = new ThreadPoolStorageIo({ fs: rec.fs });
   const fd = sio.registerFd(fs.openSync(file(), 'r+'));
   const w1 = sio.submitWrite(fd, b('first'), 0);

@@ -1,4 +1,4 @@
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import type { U64Like } from '../entry/entry.js';
 import { ioError, PerCoreWalError } from '../errors/errors.js';
 import { realFs, type WalFs } from '../io/fs.js';
@@ -120,9 +120,16 @@ export class CheckpointStore {
     const fs = options.fs ?? realFs;
     const store = new CheckpointStore(dir, fs, maxRetained, fullEvery, options.onWarning);
     try {
-      fs.mkdirSync(dir, { recursive: true });
+      // A directory made here must survive a crash, or a crash could take every checkpoint
+      // with it after the WAL was reset: fsync the parent of each one created.
+      const missing: string[] = [];
+      for (let d = dir; !fs.existsSync(d) && dirname(d) !== d; d = dirname(d)) missing.push(d);
+      if (missing.length > 0) {
+        fs.mkdirSync(dir, { recursive: true });
+        for (const d of missing) fs.fsyncDir(dirname(d));
+      }
     } catch (e) {
-      throw ioError('mkdir', e, dir);
+      throw ioError('create directory', e, dir);
     }
     // Only this store writes the directory: a temporary file is a checkpoint a crash interrupted.
     for (const tmp of listTempFiles(dir, fs)) {

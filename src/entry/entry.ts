@@ -1,4 +1,5 @@
 import { PerCoreWalError } from '../errors/errors.js';
+import { wallNowNs } from '../util/clock.js';
 import { hi32, joinU64, lo32, requireBytes, toCoreId, toI64, toU64, TWO_32 } from '../util/u64.js';
 
 /** What an entry does. u64/i64 values are `bigint`. */
@@ -95,7 +96,7 @@ export class PerCoreWalEntry {
 
   /** Wall-clock time in nanoseconds since the Unix epoch. */
   static nowNs(): bigint {
-    return BigInt(Date.now()) * 1_000_000n + (process.hrtime.bigint() % 1_000_000n);
+    return wallNowNs();
   }
 
   /** Global order: (epoch, timestampNs, coreId, sequence). Within one core this is write order. */

@@ -1,55 +1,20 @@
 import { EventEmitter } from 'node:events';
-import { existsSync, mkdirSync, readdirSync } from 'node:fs';
-import { availableParallelism } from 'node:os';
-import { dirname, join } from 'node:path';
-import { MessageChannel, receiveMessageOnPort, Worker, type MessagePort } from 'node:worker_threads';
+import type { Worker } from 'node:worker_threads';
 import { checkpointAfterBarriers, type PerCoreCheckpointMetadata } from '../checkpoint/coordinator.js';
 import { replayStarts } from '../checkpoint/resume.js';
-import { CheckpointStore } from '../checkpoint/store.js';
+import type { CheckpointStore } from '../checkpoint/store.js';
 import type { U64Like } from '../entry/entry.js';
 import { PerCoreWalError } from '../errors/errors.js';
-import { realFs } from '../io/fs.js';
-import { DEFAULT_MAX_RECORD_SIZE } from '../record/framing.js';
 import { toU64 } from '../util/u64.js';
-import { PerCoreWalConfig } from '../manager/config.js';
+import type { PerCoreWalConfig } from '../manager/config.js';
 import { EpochRef } from '../manager/epoch.js';
-import { CoreWalProducer, type AppendOptions, type BackpressureMode, type CoreWalProducerHandle } from './producer.js';
-import {
-  CMD, DEFAULT_RING_BYTES, DURABLE, fromWire, STATE, STATE_CLOSED, STATE_FAILED, SYNCED_HI, SYNCED_LO, SYNCED_SEQ, TAIL, WAKE,
-  type CoreWorkerData, type PoolCommand, type WorkerReport,
-} from './protocol.js';
+import { checkOptions, mkdirDurable, refuseExtraSegments, type CoreWalPoolOptions } from './pool-options.js';
+import { CoreWalProducer, type AppendOptions, type CoreWalProducerHandle } from './producer.js';
+import { DURABLE, fromWire, STATE, STATE_CLOSED, STATE_FAILED, SYNCED_HI, SYNCED_LO, SYNCED_SEQ, TAIL, type WorkerReport } from './protocol.js';
 import { createRing } from './ring.js';
+import { drainReports, expectReport, sendCommand, spawnCore, type CoreSlot } from './slot.js';
 
-export interface CoreWalPoolOptions {
-  /** The WAL directory (created if missing). Segments are `segmentPattern` with `{core_id}` replaced. */
-  dir: string;
-  /** Worker threads = cores = segments. Default `os.availableParallelism()`; must match an existing WAL. */
-  workers?: number;
-  /** Segment file name; must contain `{core_id}`. Default `wal-{core_id}.log` (as `PerCoreWalConfig`). */
-  segmentPattern?: string;
-  /** Bytes of each core's ring: a power of two, default 4 MiB. A record takes at most half of it. */
-  ringBytes?: number;
-  /** Full ring: `'wait'` (default) for room, or `'reject'` with `BACKPRESSURE`. */
-  backpressure?: BackpressureMode;
-  /** Writer settings, as {@link CoreWalWriterOptions}. */
-  bufferSize?: number;
-  preallocate?: number;
-  maxRecordSize?: number;
-  /** Lowest epoch to resume at (e.g. a checkpoint's, when segments were reset). */
-  minEpoch?: U64Like;
-  /** Per core, the lowest next sequence (e.g. a checkpoint's, when segments were reset). */
-  minSequences?: readonly U64Like[];
-  /**
-   * The global epoch to share (e.g. another component's `EpochRef`); it is raised to the
-   * highest epoch found on disk. Default: a new one.
-   */
-  epochRef?: EpochRef;
-  /**
-   * The checkpoint store of this WAL, for {@link CoreWalPool.createCheckpoint}. Its latest
-   * checkpoint's epoch and sequences are where cores resume whose segments it reset.
-   */
-  checkpointStore?: CheckpointStore;
-}
+export type { CoreWalPoolOptions } from './pool-options.js';
 
 /** Per core, what {@link CoreWalPool.start} found in its segment. */
 export interface PoolCoreReport {
@@ -65,23 +30,9 @@ export interface PoolCoreReport {
   sequence: bigint;
 }
 
-interface CoreSlot {
-  core: number;
-  worker: Worker;
-  port: MessagePort;
-  ctrl: Int32Array;
-  failed: PerCoreWalError | null;
-  exited: boolean;
-  exit: Promise<number>;
-  /** Waiters for the next report of a type. */
-  waiting: Map<string, { resolve: (r: WorkerReport) => void; reject: (e: unknown) => void }>;
-}
-
 type PoolEvents = {
   coreFailed: [coreId: number, error: PerCoreWalError];
 };
-
-const workerUrl = new URL('./core-worker.js', import.meta.url);
 
 /**
  * Thread-per-core: one worker thread per core, each owning the {@link CoreWalWriter} of
@@ -152,8 +103,8 @@ export class CoreWalPool extends EventEmitter<PoolEvents> {
     const paths = Array.from({ length: o.workers }, (_, c) => o.config.segmentPath(c));
     const slots: CoreSlot[] = [];
     try {
-      for (let c = 0; c < o.workers; c++) slots.push(spawn(c, paths[c]!, rings[c]!, epoch, o));
-      const scans = await Promise.all(slots.map((s) => expect(s, 'scanned'))) as Extract<WorkerReport, { type: 'scanned' }>[];
+      for (let c = 0; c < o.workers; c++) slots.push(spawnCore(c, paths[c]!, rings[c]!, epoch, o));
+      const scans = await Promise.all(slots.map((s) => expectReport(s, 'scanned'))) as Extract<WorkerReport, { type: 'scanned' }>[];
       // Every core resumes at the highest epoch any segment reached, so new entries order
       // after every surviving one.
       let e = o.minEpoch;
@@ -165,9 +116,9 @@ export class CoreWalPool extends EventEmitter<PoolEvents> {
       for (const s of scans) if (s.lastEpoch === e && s.lastTimestampNs !== null && s.lastTimestampNs > floor) floor = s.lastTimestampNs;
       for (const s of slots) {
         const min = o.minSequences?.[s.core];
-        send(s, { type: 'open', epoch: e, minTimestampNs: floor >= 0n ? floor + 1n : null, minSequence: min === undefined ? null : min });
+        sendCommand(s, { type: 'open', epoch: e, minTimestampNs: floor >= 0n ? floor + 1n : null, minSequence: min === undefined ? null : min });
       }
-      const ready = await Promise.all(slots.map((s) => expect(s, 'ready'))) as Extract<WorkerReport, { type: 'ready' }>[];
+      const ready = await Promise.all(slots.map((s) => expectReport(s, 'ready'))) as Extract<WorkerReport, { type: 'ready' }>[];
       const report = scans.map((s, c): PoolCoreReport => ({
         coreId: c, path: paths[c]!, validEnd: s.validEnd, fileLen: s.fileLen, entries: s.entries, tail: s.tail, sequence: ready[c]!.sequence,
       }));
@@ -315,8 +266,8 @@ export class CoreWalPool extends EventEmitter<PoolEvents> {
     const n = this.slots.length;
     const from = replayStarts(previous, n, (c) => cfg.segmentPath(c), cfg.fs);
     const target = this.epochCell.load() + 1n;
-    const barriers = this.slots.map((s) => expect(s, 'barrierDone'));
-    for (const s of this.slots) send(s, { type: 'barrier', epoch: target });
+    const barriers = this.slots.map((s) => expectReport(s, 'barrierDone'));
+    for (const s of this.slots) sendCommand(s, { type: 'barrier', epoch: target });
     const settled = await Promise.allSettled(barriers);
     const failed = settled.find((r) => r.status === 'rejected');
     if (failed !== undefined) {
@@ -342,8 +293,8 @@ export class CoreWalPool extends EventEmitter<PoolEvents> {
       return meta;
     }
     // The checkpoint is durable (file and directory fsynced): only now may the WAL go.
-    const resets = this.slots.map((s) => expect(s, 'resetDone'));
-    for (const s of this.slots) if (s.failed === null) send(s, { type: 'reset' });
+    const resets = this.slots.map((s) => expectReport(s, 'resetDone'));
+    for (const s of this.slots) if (s.failed === null) sendCommand(s, { type: 'reset' });
     const r = await Promise.allSettled(resets);
     const bad = r.find((x) => x.status === 'rejected');
     // A core that died before its reset is still recoverable: its barrier is in place.
@@ -352,7 +303,7 @@ export class CoreWalPool extends EventEmitter<PoolEvents> {
   }
 
   private resumeAll(): void {
-    for (const s of this.slots) if (s.failed === null && !s.exited) send(s, { type: 'resume' });
+    for (const s of this.slots) if (s.failed === null && !s.exited) sendCommand(s, { type: 'resume' });
   }
 
   /**
@@ -370,8 +321,8 @@ export class CoreWalPool extends EventEmitter<PoolEvents> {
     await this.producer.whenUnblocked();
     const live = this.slots.filter((s) => s.failed === null && !s.exited);
     await Promise.all(live.map(async (s) => {
-      const closed = expect(s, 'closed').catch((e: unknown) => e);
-      send(s, { type: 'stop' });
+      const closed = expectReport(s, 'closed').catch((e: unknown) => e);
+      sendCommand(s, { type: 'stop' });
       await closed;
       await s.exit;
     }));
@@ -389,7 +340,7 @@ export class CoreWalPool extends EventEmitter<PoolEvents> {
     const s = this.slots[coreId];
     if (s === undefined) throw new PerCoreWalError('INVALID_CORE_ID', `no core ${coreId}`);
     if (how === 'terminate') await s.worker.terminate();
-    else send(s, { type: 'fault', how });
+    else sendCommand(s, { type: 'fault', how });
     await s.exit;
   }
 
@@ -431,137 +382,4 @@ export class CoreWalPool extends EventEmitter<PoolEvents> {
     s.waiting.clear();
     if (this.listenerCount('coreFailed') > 0) this.emit('coreFailed', s.core, err);
   }
-}
-
-interface CheckedOptions {
-  dir: string;
-  workers: number;
-  config: PerCoreWalConfig;
-  ringBytes: number;
-  backpressure: BackpressureMode;
-  bufferSize: number | undefined;
-  preallocate: number | undefined;
-  maxRecordSize: number;
-  minEpoch: bigint;
-  minSequences: bigint[] | undefined;
-  epochRef: EpochRef | undefined;
-  store: CheckpointStore | null;
-}
-
-function checkOptions(options: CoreWalPoolOptions): CheckedOptions {
-  if (options === null || typeof options !== 'object') throw new PerCoreWalError('INVALID_ARGUMENT', 'CoreWalPool.start takes an options object');
-  const { dir } = options;
-  if (typeof dir !== 'string' || dir.length === 0) throw new PerCoreWalError('INVALID_ARGUMENT', 'options.dir must be a non-empty string');
-  const workers = options.workers ?? availableParallelism();
-  if (!Number.isInteger(workers) || workers < 1 || workers > 65536) {
-    throw new PerCoreWalError('INVALID_ARGUMENT', `workers must be an integer in [1, 65536], got ${String(workers)}`);
-  }
-    const bp = options.backpressure ?? 'wait';
-  if (bp !== 'wait' && bp !== 'reject') throw new PerCoreWalError('INVALID_ARGUMENT', `backpressure must be 'wait' or 'reject', got ${String(bp)}`);
-  for (const k of ['bufferSize', 'preallocate', 'maxRecordSize'] as const) {
-    const v = options[k];
-    if (v !== undefined && (!Number.isSafeInteger(v) || v < 0)) throw new PerCoreWalError('INVALID_ARGUMENT', `${k} must be a non-negative integer, got ${String(v)}`);
-  }
-  const store = options.checkpointStore ?? null;
-  if (store !== null && !(store instanceof CheckpointStore)) throw new PerCoreWalError('INVALID_ARGUMENT', 'checkpointStore must be a CheckpointStore');
-  let minSequences: bigint[] | undefined;
-  if (options.minSequences !== undefined) {
-    if (!Array.isArray(options.minSequences) || options.minSequences.length !== workers) {
-      throw new PerCoreWalError('INVALID_ARGUMENT', `minSequences must hold one sequence per core (${workers})`);
-    }
-    minSequences = options.minSequences.map((s, c) => toU64(s, `minSequences[${c}]`));
-  }
-  let minEpoch = options.minEpoch === undefined ? 0n : toU64(options.minEpoch, 'minEpoch');
-  // Segments a checkpoint reset resume at its epoch and sequences.
-  const latest = store?.latestCheckpoint() ?? null;
-  if (latest !== null) {
-    if (latest.epoch > minEpoch) minEpoch = latest.epoch;
-    const seqs = minSequences ?? new Array<bigint>(workers).fill(0n);
-    for (let c = 0; c < workers && c < latest.nextSequences.length; c++) if (latest.nextSequences[c]! > seqs[c]!) seqs[c] = latest.nextSequences[c]!;
-    minSequences = seqs;
-  }
-  return {
-    dir, workers, config: new PerCoreWalConfig(dir, workers, { segmentPattern: options.segmentPattern }), ringBytes: options.ringBytes ?? DEFAULT_RING_BYTES, backpressure: bp,
-    bufferSize: options.bufferSize, preallocate: options.preallocate, maxRecordSize: options.maxRecordSize ?? DEFAULT_MAX_RECORD_SIZE,
-    minEpoch, minSequences, epochRef: options.epochRef, store,
-  };
-}
-
-function mkdirDurable(dir: string): void {
-  if (existsSync(dir)) return;
-  try {
-    mkdirSync(dir, { recursive: true });
-    realFs.fsyncDir(dirname(dir));
-  } catch (e) {
-    throw new PerCoreWalError('IO', `cannot create the WAL directory ${dir}: ${(e as Error).message}`, { path: dir, cause: e });
-  }
-}
-
-/** A WAL written with more cores than this pool has would lose the extra segments from view. */
-function refuseExtraSegments(config: PerCoreWalConfig): void {
-  const { baseDir: dir, numCores: workers } = config;
-  const [pre, post] = config.segmentPattern.split('{core_id}') as [string, string];
-  for (const f of readdirSync(dir)) {
-    if (!f.startsWith(pre) || !f.endsWith(post)) continue;
-    const id = f.slice(pre.length, f.length - post.length);
-    if (/^\d+$/.test(id) && Number(id) >= workers) {
-      throw new PerCoreWalError('INVALID_ARGUMENT',
-        `${join(dir, f)} belongs to core ${id}, but the pool was started with ${workers} workers; start it with at least ${Number(id) + 1}`,
-        { path: join(dir, f), coreId: Number(id) });
-    }
-  }
-}
-
-function spawn(core: number, path: string, ring: SharedArrayBuffer, epoch: EpochRef, o: CheckedOptions): CoreSlot {
-  const { port1, port2 } = new MessageChannel();
-  const wd: CoreWorkerData = {
-    coreId: core, path, ring, epoch: epoch.shared, port: port2,
-    bufferSize: o.bufferSize, preallocate: o.preallocate, maxRecordSize: o.maxRecordSize,
-  };
-  const worker = new Worker(workerUrl, { workerData: wd, transferList: [port2] });
-  const exit = new Promise<number>((resolve) => worker.once('exit', resolve));
-  // An uncaught exception also ends in 'exit'; the listener keeps it from being rethrown here.
-  worker.on('error', () => {});
-  const slot: CoreSlot = {
-    core, worker, port: port1, ctrl: new Int32Array(ring, 0, 64), failed: null, exited: false, exit,
-    waiting: new Map(),
-  };
-  void exit.then(() => { slot.exited = true; });
-  port1.on('message', (m: WorkerReport) => {
-    const w = slot.waiting.get(m.type);
-    if (w !== undefined) { slot.waiting.delete(m.type); w.resolve(m); }
-    if (m.type === 'failed') {
-      const err = fromWire(m.error);
-      for (const x of slot.waiting.values()) x.reject(err);
-      slot.waiting.clear();
-    }
-  });
-  void exit.then((code) => {
-    drainReports(slot);
-    const err = slot.failed ?? new PerCoreWalError('WORKER_FAILED', `the worker of core ${core} exited (code ${code})`, { coreId: core, path });
-    for (const x of slot.waiting.values()) x.reject(err);
-    slot.waiting.clear();
-  });
-  return slot;
-}
-
-/** Delivers reports still queued on the port (the 'exit' event can overtake them). */
-function drainReports(s: CoreSlot): void {
-  for (let m = receiveMessageOnPort(s.port); m !== undefined; m = receiveMessageOnPort(s.port)) s.port.emit('message', m.message);
-}
-
-function expect(s: CoreSlot, type: WorkerReport['type']): Promise<WorkerReport> {
-  if (s.exited) {
-    return Promise.reject(s.failed ?? new PerCoreWalError('WORKER_FAILED', `the worker of core ${s.core} has exited`, { coreId: s.core }));
-  }
-  return new Promise((resolve, reject) => s.waiting.set(type, { resolve, reject }));
-}
-
-function send(s: CoreSlot, cmd: PoolCommand): void {
-  s.port.postMessage(cmd);
-  // The worker may be asleep on WAKE (idle) or on CMD (paused): wake it either way.
-  Atomics.add(s.ctrl, CMD, 1);
-  Atomics.add(s.ctrl, WAKE, 1);
-  Atomics.notify(s.ctrl, CMD);
-  Atomics.notify(s.ctrl, WAKE);
 }

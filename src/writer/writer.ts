@@ -11,6 +11,7 @@ import { PerCoreWalReader } from '../reader/reader.js';
 import { DEFAULT_MAX_RECORD_SIZE, frameAt, RECORD_HEADER_SIZE } from '../record/framing.js';
 import type { IoCompletion, IoFd, StorageIo } from '../storage-io/types.js';
 import { assert } from '../util/assert.js';
+import { CLOCK_ANCHOR_PERF, CLOCK_ANCHOR_WALL_NS } from '../util/clock.js';
 import { hi32, joinU64, lo32, requireBytes, toCoreId, toPosition, toU64, TWO_32 } from '../util/u64.js';
 
 export interface CoreWalWriterOptions {
@@ -45,6 +46,7 @@ const DEFAULT_PREALLOCATE = 4 * 1024 * 1024;
 const PUT_FIXED = RECORD_HEADER_SIZE + PAYLOAD_HEADER_SIZE + 4;
 const DELETE_FIXED = RECORD_HEADER_SIZE + PAYLOAD_HEADER_SIZE;
 let zeroChunk: Buffer | null = null;
+
 
 /**
  * The append side of one core's segment. Exactly one writer per segment, used by one
@@ -149,10 +151,9 @@ export class CoreWalWriter {
     this.written = position;
     this.syncCover = position;
     this.allocatedEnd = fileLen;
-    const wall = BigInt(Date.now()) * 1_000_000n;
-    this.basePerf = performance.now();
-    this.baseHi = hi32(wall);
-    this.baseLo = lo32(wall);
+    this.basePerf = CLOCK_ANCHOR_PERF;
+    this.baseHi = hi32(CLOCK_ANCHOR_WALL_NS);
+    this.baseLo = lo32(CLOCK_ANCHOR_WALL_NS);
     if (options.epoch !== undefined) this.setEpoch(options.epoch);
   }
 

@@ -3,6 +3,7 @@
 // `--suite NAME --seed S` replays one seed of one suite exactly (kills: see kill-suite.ts).
 import { Command } from 'commander';
 import { randomInt } from 'node:crypto';
+import { checkpointCrashSuite, checkpointFaultSuite } from './checkpoint-crash.js';
 import { fuzzSuite } from './fuzz.js';
 import type { TortureSuite } from './harness.js';
 import { killSuite } from './kill-suite.js';
@@ -22,7 +23,7 @@ const program = new Command()
 const opts = program.opts<{ minutes: string; suite?: string; seed?: string; kill: boolean }>();
 
 const kill = killSuite();
-const weights = new Map<TortureSuite, number>([[writerCrashSuite, 2], [writerFaultSuite, 2], [managerCrashSuite, 2], [managerFaultSuite, 2], [sioCrashSuite, 2], [sioFaultSuite, 2], [fuzzSuite, 3], [kill, 2]]);
+const weights = new Map<TortureSuite, number>([[writerCrashSuite, 2], [writerFaultSuite, 2], [managerCrashSuite, 2], [managerFaultSuite, 2], [sioCrashSuite, 2], [sioFaultSuite, 2], [fuzzSuite, 3], [checkpointCrashSuite, 2], [checkpointFaultSuite, 2], [kill, 2]]);
 let suites = [...weights.keys()];
 if (opts.suite !== undefined) {
   const names = opts.suite.split(',');
