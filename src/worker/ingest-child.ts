@@ -19,7 +19,9 @@
  *
  * Reports (IPC `process.send` when forked with IPC, else one JSON object per stdout line):
  *   { type: 'ready', pid, workers, epoch }
- *   { type: 'acked', keys: string[] }            keys whose put is durable, in no particular order
+ *   { type: 'acked', keys: string[], latencyUs: number[] }
+ *                                                keys whose put is durable, in no particular order, and
+ *                                                each one's commit latency (put called → durable), µs
  *   { type: 'checkpoint', id, epoch, entriesMerged }
  *   { type: 'done', acked, checkpoints }         after a clean stop (duration reached, or SIGTERM)
  *   { type: 'error', code, message }             then exit code 1
@@ -46,7 +48,7 @@ export interface IngestOptions {
 
 export type IngestReport =
   | { type: 'ready'; pid: number; workers: number; epoch: string }
-  | { type: 'acked'; keys: string[] }
+  | { type: 'acked'; keys: string[]; latencyUs: number[] }
   | { type: 'checkpoint'; id: string; epoch: string; entriesMerged: number }
   | { type: 'done'; acked: number; checkpoints: number }
   | { type: 'error'; code: string; message: string };
@@ -73,11 +75,13 @@ export function runIngest(options: IngestOptions, report: (r: IngestReport) => v
     const valueBytes = options.valueBytes ?? 100;
     const prefix = options.prefix ?? 'k';
     let pending: string[] = [];
+    let latencies: number[] = [];
     let acked = 0;
     const flush = () => {
       if (pending.length === 0) return;
-      report({ type: 'acked', keys: pending });
+      report({ type: 'acked', keys: pending, latencyUs: latencies });
       pending = [];
+      latencies = [];
     };
     const reporter = setInterval(flush, options.reportMs ?? 20);
     let next = 0;
@@ -86,7 +90,11 @@ export function runIngest(options: IngestOptions, report: (r: IngestReport) => v
     const lane = async () => {
       while (!stopped) {
         const key = `${prefix}${next++}`;
+        const t0 = performance.now();
         await pool.put(key, ingestValue(key, valueBytes));
+        // Measured here, in the producer's own process, so the figure is the commit
+        // latency an application sees, not the report's trip to the parent.
+        latencies.push(Math.round((performance.now() - t0) * 1000));
         pending.push(key);
         acked++;
       }
