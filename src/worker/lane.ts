@@ -83,8 +83,10 @@ export class Lane {
   private track(ticket: number): Promise<number> {
     this.nextTicket = ticket;
     const p = new Promise<number>(this.executor);
-    if (!this.durableArmed) this.armDurable();
+    // Active first: armDurable may settle this ticket at once (the worker was quick) and
+    // then go idle; marking active after that would hold the thread alive for nothing.
     if (!this.active) this.setActive(true);
+    if (!this.durableArmed) this.armDurable();
     return p;
   }
 
