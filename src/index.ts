@@ -49,3 +49,7 @@ export { inspectCheckpointDir, decodeCheckpointFile } from './checkpoint/files.j
 export type { CheckpointFileReport } from './checkpoint/files.js';
 export { UringStorageIo } from './storage-io/uring.js';
 export type { UringStorageIoOptions, UringStorageIoInfo, UringSupport } from './storage-io/uring.js';
+export { CoreWalPool } from './worker/pool.js';
+export type { CoreWalPoolOptions, PoolCoreReport } from './worker/pool.js';
+export { CoreWalProducer } from './worker/producer.js';
+export type { CoreWalProducerHandle, AppendOptions, BackpressureMode } from './worker/producer.js';

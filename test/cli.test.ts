@@ -25,8 +25,11 @@ describe('usage and exit codes', () => {
   test('--help on the program and on every command exits 0 and shows that command', () => {
     const top = corewal(['--help']);
     assert.equal(top.code, 0);
-    for (const name of ['inspect', 'dump', 'verify', 'repair', 'bench']) assert.match(top.stdout, new RegExp(`^  ${name} `, 'm'));
-    for (const [name, option] of [['inspect', '--pattern'], ['dump', '--from-epoch'], ['verify', '--allow-torn'], ['repair', '--yes'], ['bench', '--seconds']]) {
+    for (const name of ['demo', 'inspect', 'dump', 'verify', 'repair', 'recover', 'bench']) assert.match(top.stdout, new RegExp(`^  ${name} `, 'm'));
+    for (const [name, option] of [
+      ['demo', '--seconds'], ['inspect', '--checkpoint-dir'], ['dump', '--from-epoch'], ['verify', '--checkpoint-dir'], ['repair', '--yes'],
+      ['recover', '--mode'], ['bench', '--seconds'],
+    ]) {
       const r = corewal([name!, '--help']);
       assert.equal(r.code, 0, name);
       assert.match(r.stdout, new RegExp(`Usage: corewal ${name}`));

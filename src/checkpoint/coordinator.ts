@@ -1,6 +1,7 @@
 import { TAG_COMMIT, TAG_DELETE, TAG_PUT } from '../entry/codec.js';
 import type { U64Like } from '../entry/entry.js';
 import { PerCoreWalError } from '../errors/errors.js';
+import type { PerCoreWalConfig } from '../manager/config.js';
 import { PerCoreWalManager } from '../manager/manager.js';
 import { SegmentCursor } from '../recovery/cursor.js';
 import { mergeCursors } from '../recovery/merge.js';
@@ -101,52 +102,6 @@ export class PerCoreCheckpointCoordinator {
 
   cleanupOldCheckpoints(keepCount: number): void { this.cps.cleanupOldCheckpoints(keepCount); }
 
-  /**
-   * Merges every segment from `from` to `to` in global order into the store: commits as
-   * they come, Puts and Deletes through a replay table folded in at the end (the last
-   * change per key, the live values read once), so that a WAL overwriting its keys costs
-   * no allocation per entry. Any bad byte is an error: these segments are live and synced.
-   */
-  private mergeInto(from: readonly number[], to: readonly number[]): number {
-    const cfg = this.wal.config();
-    const store = this.cps;
-    const cursors: SegmentCursor[] = [];
-    try {
-      for (let c = 0; c < from.length; c++) {
-        cursors.push(new SegmentCursor(c, cfg.segmentPath(c), {
-          fs: cfg.fs, maxRecordSize: cfg.maxRecordSize, mode: 'absoluteConsistency', from: from[c]!, end: to[c]!,
-        }));
-      }
-      const table = new ReplayTable();
-      const n = mergeCursors(cursors, (c) => {
-        switch (c.hTag) {
-          case TAG_PUT: {
-            c.loadHeadKey();
-            const ref = c.headValueRef();
-            table.set(c.kBuf, c.kStart, c.kEnd, ref >= 0 ? ref : table.copyRef(c.headValue()));
-            break;
-          }
-          case TAG_DELETE:
-            c.loadHeadKey();
-            table.set(c.kBuf, c.kStart, c.kEnd, DELETED);
-            break;
-          case TAG_COMMIT: {
-            const op = c.headEntry().operation;
-            if (op.type !== 'commit') break;
-            for (const [name, off] of op.offsets) store.setSourceOffset(name, off);
-            if (op.watermark !== null) store.setWatermark(op.watermark);
-            break;
-          }
-          default: break; // Checkpoint and EpochBarrier entries are markers.
-        }
-      });
-      foldReplay(table, cursors, (k, v) => store.putByMapKey(k, v), (k) => store.deleteByMapKey(k));
-      return n;
-    } finally {
-      for (const c of cursors) c.close();
-    }
-  }
-
   private checkpoint(checkpointId: U64Like, reset: boolean): PerCoreCheckpointMetadata {
     // Every argument and writer is checked before the first barrier is written.
     const id = toU64(checkpointId, 'checkpointId');
@@ -178,16 +133,75 @@ export class PerCoreCheckpointCoordinator {
     wal.syncAll();
     const walPositions = wal.positions();
     const nextSequences: bigint[] = [];
-    const barrierCrcs: number[] = [];
     for (let c = 0; c < n; c++) {
       assert(walPositions[c] === barrierStarts[c]! + BARRIER_RECORD_SIZE, 'the barrier is the last record of its segment');
       nextSequences.push(wal.writer(c).sequence());
-      barrierCrcs.push(barrierCrcAt(cfg.fs, cfg.segmentPath(c), c, walPositions[c]!));
     }
-    const merged = this.mergeInto(from, walPositions);
-    const checkpoint = store.createCheckpoint(id, { epoch, walPositions, nextSequences, barrierCrcs });
+    const done = checkpointAfterBarriers(cfg, store, id, epoch, from, walPositions, nextSequences);
     // The checkpoint is durable (file and directory fsynced): only now may the WAL go.
     if (reset) wal.resetAll();
-    return { checkpoint, walPositions, entriesMerged: merged };
+    return done;
   }
+}
+
+/**
+ * @internal Shared by {@link PerCoreCheckpointCoordinator} and `CoreWalPool`.
+ * Merges every segment from `from` to `to` in global order into the store: commits as
+ * they come, Puts and Deletes through a replay table folded in at the end (the last
+ * change per key, the live values read once), so that a WAL overwriting its keys costs
+ * no allocation per entry. Any bad byte is an error: these segments are live and synced.
+ */
+export function mergeSegmentsIntoStore(cfg: PerCoreWalConfig, store: CheckpointStore, from: readonly number[], to: readonly number[]): number {
+  const cursors: SegmentCursor[] = [];
+  try {
+    for (let c = 0; c < from.length; c++) {
+      cursors.push(new SegmentCursor(c, cfg.segmentPath(c), {
+        fs: cfg.fs, maxRecordSize: cfg.maxRecordSize, mode: 'absoluteConsistency', from: from[c]!, end: to[c]!,
+      }));
+    }
+    const table = new ReplayTable();
+    const n = mergeCursors(cursors, (c) => {
+      switch (c.hTag) {
+        case TAG_PUT: {
+          c.loadHeadKey();
+          const ref = c.headValueRef();
+          table.set(c.kBuf, c.kStart, c.kEnd, ref >= 0 ? ref : table.copyRef(c.headValue()));
+          break;
+        }
+        case TAG_DELETE:
+          c.loadHeadKey();
+          table.set(c.kBuf, c.kStart, c.kEnd, DELETED);
+          break;
+        case TAG_COMMIT: {
+          const op = c.headEntry().operation;
+          if (op.type !== 'commit') break;
+          for (const [name, off] of op.offsets) store.setSourceOffset(name, off);
+          if (op.watermark !== null) store.setWatermark(op.watermark);
+          break;
+        }
+        default: break; // Checkpoint and EpochBarrier entries are markers.
+      }
+    });
+    foldReplay(table, cursors, (k, v) => store.putByMapKey(k, v), (k) => store.deleteByMapKey(k));
+    return n;
+  } finally {
+    for (const c of cursors) c.close();
+  }
+}
+
+/**
+ * @internal Shared by {@link PerCoreCheckpointCoordinator} and `CoreWalPool`: everything
+ * a checkpoint does once every segment ends with its synced epoch barrier (at
+ * `walPositions`): the barriers' CRCs, the merge of `from`..`walPositions` into the store,
+ * and the durable checkpoint file. The caller resets the segments afterwards, if at all.
+ */
+export function checkpointAfterBarriers(
+  cfg: PerCoreWalConfig, store: CheckpointStore, id: bigint, epoch: bigint,
+  from: readonly number[], walPositions: number[], nextSequences: bigint[],
+): PerCoreCheckpointMetadata {
+  const barrierCrcs: number[] = [];
+  for (let c = 0; c < walPositions.length; c++) barrierCrcs.push(barrierCrcAt(cfg.fs, cfg.segmentPath(c), c, walPositions[c]!));
+  const merged = mergeSegmentsIntoStore(cfg, store, from, walPositions);
+  const checkpoint = store.createCheckpoint(id, { epoch, walPositions, nextSequences, barrierCrcs });
+  return { checkpoint, walPositions, entriesMerged: merged };
 }

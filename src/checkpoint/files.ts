@@ -77,7 +77,12 @@ export function readCheckpointMeta(path: string, fs: WalFs): CheckpointMetadata 
     throw ioError('open', e, path);
   }
   try {
-    const fileLen = fs.fstatSync(fd).size;
+    let fileLen: number;
+    try {
+      fileLen = fs.fstatSync(fd).size;
+    } catch (e) {
+      throw ioError('fstat', e, path);
+    }
     const head = Buffer.alloc(Math.min(CHECKPOINT_HEADER_SIZE, fileLen));
     readAt(fs, fd, head, 0, path);
     const h = decodeHeader(head, fileLen, path);

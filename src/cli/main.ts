@@ -3,8 +3,10 @@ import { readFileSync } from 'node:fs';
 import { Command, CommanderError } from 'commander';
 import { PerCoreWalError } from '../errors/errors.js';
 import { registerBench } from './commands/bench.js';
+import { registerDemo } from './commands/demo.js';
 import { registerDump } from './commands/dump.js';
 import { registerInspect } from './commands/inspect.js';
+import { registerRecover } from './commands/recover.js';
 import { registerRepair } from './commands/repair.js';
 import { registerVerify } from './commands/verify.js';
 import { CliError, EXIT_FAILED, EXIT_OK, EXIT_USAGE, setExitCode } from './errors.js';
@@ -16,7 +18,7 @@ function version(): string {
 
 export function buildProgram(): Command {
   const program = new Command('corewal')
-    .description('Inspect, dump, verify and repair corewal write-ahead logs, and run its benchmarks.')
+    .description('Run the corewal demo (ingest, SIGKILL, recover, check); inspect, dump, verify, repair and recover write-ahead logs; run the benchmarks.')
     .version(version(), '-V, --version')
     // Settings made before .command() are inherited by every subcommand.
     .exitOverride()
@@ -25,12 +27,13 @@ export function buildProgram(): Command {
   program.addHelpText('after', `
 Exit status: 0 ok, 1 corruption or a failed verification (or an I/O error), 2 usage error.
 Run "corewal <command> --help" for a command's options.`);
+  // The demo first: it is what a newcomer runs first (`npx corewal demo`).
+  registerDemo(program);
   registerInspect(program);
   registerDump(program);
   registerVerify(program);
   registerRepair(program);
-  // HOOK(recovery, worker pool): `recover <wal-dir> <checkpoint-dir>` and `demo` are
-  // registered here once PerCoreRecoveryManager and the worker pool are on main.
+  registerRecover(program);
   registerBench(program);
   return program;
 }

@@ -18,8 +18,10 @@ export function progressWanted(flags: ProgressFlags): boolean {
 }
 
 export interface ByteProgress {
-  /** Bytes done so far, out of the total given at creation. */
-  update(done: number): void;
+  /** Bytes done so far, out of the total; `detail` (e.g. " | 1,200 acked") is shown after the ETA. */
+  update(done: number, detail?: string): void;
+  /** Changes the total, for work whose size is known only once it has started (recovery's phases). */
+  setTotal(total: number): void;
   /**
    * Runs `write`, which prints to the terminal the bar is on, with the bar out of the way:
    * the bar is removed first and drawn again below what was written.
@@ -29,14 +31,21 @@ export interface ByteProgress {
   stop(): void;
 }
 
-const NONE: ByteProgress = { update() {}, interrupt(write) { write(); }, stop() {} };
+/** What a recovery bar says in each of recovery's progress phases. */
+export const RECOVERY_PHASES = {
+  checkpoint: 'loading the newest valid checkpoint',
+  scan: 'finding where each segment ends',
+  replay: 'replaying the WAL',
+} as const;
+
+const NONE: ByteProgress = { update() {}, setTotal() {}, interrupt(write) { write(); }, stop() {} };
 
 /** A bytes-scanned bar (or, with `unit`, a count of things done), or a no-op when `enabled` is false. */
 export function byteProgress(label: string, total: number, enabled: boolean, unit: 'bytes' | string = 'bytes'): ByteProgress {
   if (!enabled) return NONE;
   const bytes = unit === 'bytes';
   const make = (): cliProgress.SingleBar => new cliProgress.SingleBar({
-    format: `${label} {bar} {percentage}% | {value} of {total}${bytes ? '' : ` ${unit}`} | {eta_formatted}`,
+    format: `${label} {bar} {percentage}% | {value} of {total}${bytes ? '' : ` ${unit}`} | {eta_formatted}{detail}`,
     stream: process.stderr,
     hideCursor: true,
     // stop() always returns the cursor to where start() left it. Clearing that line is
@@ -45,19 +54,35 @@ export function byteProgress(label: string, total: number, enabled: boolean, uni
     clearOnComplete: true,
     // Its timer cannot fire while a synchronous scan holds the event loop; what keeps the
     // bar moving is synchronousUpdate (the default): update() redraws every 200 ms or so.
+    // No estimate yet (no progress, or the total is not known) is "…", not "NaN"/"INF".
+    formatTime: (t, options, roundTo) => (Number.isFinite(t) && total > 0 ? cliProgress.Format.TimeFormat(t, options, roundTo) : '…'),
+    // A total of 0 is not known yet (setTotal will tell): shown as "?" rather than as 1.
     formatValue: (v, options, type) =>
-      bytes && (type === 'value' || type === 'total') ? formatBytes(v) : cliProgress.Format.ValueFormat(v, options, type),
+      type === 'total' && total === 0 ? '?'
+        : bytes && (type === 'value' || type === 'total') ? formatBytes(v) : cliProgress.Format.ValueFormat(v, options, type),
   }, cliProgress.Presets.shades_classic);
-  const max = Math.max(total, 1);
+  let max = Math.max(total, 1);
   let bar = make();
   let value = 0;
-  bar.start(max, 0);
+  let detail = '';
+  bar.start(max, 0, { detail });
   let stopped = false;
   return {
-    update(done) {
+    update(done, more) {
       if (stopped) return;
       value = Math.min(done, total);
-      bar.update(value);
+      const changed = more !== undefined && more !== detail;
+      if (more !== undefined) detail = more;
+      bar.update(value, { detail });
+      // A new phase is drawn at once: the synchronous work that follows (loading a
+      // checkpoint) would otherwise leave the previous one on screen until it ends.
+      if (changed) bar.render();
+    },
+    setTotal(t) {
+      if (stopped) return;
+      total = t;
+      max = Math.max(t, 1);
+      bar.setTotal(max);
     },
     interrupt(write) {
       if (stopped) return write();
@@ -66,7 +91,7 @@ export function byteProgress(label: string, total: number, enabled: boolean, uni
         write();
       } finally {
         bar = make();
-        bar.start(max, value);
+        bar.start(max, value, { detail });
       }
     },
     stop() {

@@ -1,6 +1,8 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
+import { runGroupCommitSeed } from './group-commit-crash.js';
 import { runManagerCrashSeed } from './manager-crash.js';
+import { runRecoveryCrashSeed } from './recovery-crash.js';
 import { runSioCrashSeed } from './sio-crash.js';
 import { runWriterCrashSeed } from './writer-crash.js';
 
@@ -43,5 +45,18 @@ test('StorageIo path through simulated crashes, with reordered and held completi
 test('StorageIo path with failed and short writes and failed datasyncs: 100 seeds, poisoned, claims never pass a failure', () => {
   let crashes = 0;
   for (let seed = 1; seed <= 100; seed++) crashes += runSioCrashSeed(seed, { faults: true }).crashes;
+  assert.ok(crashes >= 500, `only ${crashes} crashes`);
+});
+
+test('group commit through crashes at random event-loop turns: every acknowledged put survives (80 seeds, half with faults)', async () => {
+  let crashes = 0;
+  for (let seed = 1; seed <= 40; seed++) crashes += (await runGroupCommitSeed(seed)).crashes;
+  for (let seed = 1; seed <= 40; seed++) crashes += (await runGroupCommitSeed(seed, { faults: true })).crashes;
+  assert.ok(crashes >= 500, `only ${crashes} crashes`);
+});
+
+test('checkpoints and recovery through crashes and power cuts inside createCheckpoint: 80 seeds, every synced entry applied once, in order', () => {
+  let crashes = 0;
+  for (let seed = 1; seed <= 80; seed++) crashes += runRecoveryCrashSeed(seed).crashes;
   assert.ok(crashes >= 500, `only ${crashes} crashes`);
 });

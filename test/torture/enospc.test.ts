@@ -4,7 +4,7 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { CoreWalWriter, PerCoreWalError, PerCoreWalReader, scanSegment } from '../../src/index.js';
+import { CoreWalWriter, GroupCommitLog, PerCoreWalError, PerCoreWalReader, scanSegment } from '../../src/index.js';
 import { killValue } from './kill-values.js';
 
 /**
@@ -109,4 +109,45 @@ describe('ENOSPC on a real full disk (tmpfs)', () => {
       });
     });
   }
+});
+
+describe('ENOSPC on a real full disk through group commit (StorageIo path)', () => {
+  test('acknowledged puts survive, the failure is IO/ENOSPC, later puts are POISONED, and the log reopens once space is freed', async (t) => {
+    if (skipReason !== null) {
+      t.skip(skipReason);
+      return;
+    }
+    const mnt = join(root, 'group-commit');
+    mountTmpfs(mnt, 1 << 20);
+    const filler = join(mnt, 'filler');
+    writeFileSync(filler, Buffer.alloc(512 << 10, 1));
+    const path = join(mnt, 'wal-0.log');
+    const log = GroupCommitLog.open(path, { writerOptions: { preallocate: 0 } });
+    const acked: bigint[] = [];
+    let failure: unknown = null;
+    for (let seq = 0n; failure === null && seq < 100_000n; ) {
+      const batch: Promise<void>[] = [];
+      for (let i = 0; i < 50; i++, seq++) {
+        const s = seq;
+        batch.push(log.put(Buffer.from(`k${s}`), killValue(s)).then(() => { acked.push(s); }, (e: unknown) => { failure ??= e; }));
+      }
+      await Promise.all(batch);
+    }
+    assert.ok(failure instanceof PerCoreWalError, `the disk never filled, or an untyped error: ${String(failure)}`);
+    assert.equal(failure.code, 'IO');
+    assert.equal(failure.errno, 28);
+    assert.ok(acked.length > 0, 'nothing was acknowledged before the disk filled');
+    await assert.rejects(log.put(Buffer.from('x'), Buffer.from('y')), (e: unknown) => e instanceof PerCoreWalError && e.code === 'POISONED');
+    await log.close().catch(() => {});
+
+    rmSync(filler);
+    const scan = scanSegment(0, path);
+    assert.notEqual(scan.tail, 'damaged');
+    const w = CoreWalWriter.openAt(0, path, scan.validEnd, { preallocate: 0 });
+    w.appendPut(Buffer.from('after'), Buffer.from('space'));
+    w.sync();
+    w.close();
+    const bySeq = new Map(PerCoreWalReader.open(0, path).readAll().map((e) => [e.sequence, e]));
+    for (const s of acked) assert.deepEqual(Buffer.from(bySeq.get(s)?.value() ?? []), killValue(s), `acknowledged put ${s}`);
+  });
 });

@@ -1,5 +1,6 @@
 import {
-  CoreWalWriter, PerCoreWalConfig, PerCoreWalError, PerCoreWalManager, PerCoreWalReader, StorageIoError, scanSegment,
+  CheckpointStore, CoreWalWriter, PerCoreCheckpointCoordinator, PerCoreRecoveryManager, PerCoreWalConfig, PerCoreWalError,
+  PerCoreWalManager, PerCoreWalReader, StorageIoError, scanSegment,
 } from '../../src/index.js';
 import { SimDisk, type FsFaultCode } from '../../src/testing/index.js';
 
@@ -52,10 +53,39 @@ export function scenario(disk: SimDisk): void {
   try { r.readAll(); } finally { r.close(); }
 }
 
+/** Checkpoints and recovery: the coordinator, the store's files, retention, and recovery itself. */
+export function checkpointScenario(disk: SimDisk): void {
+  const config = new PerCoreWalConfig('/db/wal', 2, { fs: disk, preallocate: 0, bufferSize: 4096 });
+  const opts = { checkpointDir: '/db/ckpt', fs: disk, fullEvery: 2, maxRetained: 2, onWarning: () => {} };
+  const m = PerCoreWalManager.create(config);
+  try {
+    const coord = PerCoreCheckpointCoordinator.create(m, CheckpointStore.open(opts));
+    m.writer(0).appendPut(Buffer.from('a'), Buffer.from('1'));
+    m.writer(1).appendCommit({ t: 5 }, 3);
+    coord.createCheckpoint(1n);
+    m.writer(1).appendPut(Buffer.from('b'), Buffer.alloc(3000, 2));
+    m.writer(0).appendDelete(Buffer.from('a'));
+    coord.createCheckpointNoTruncate(2n);
+    m.writer(0).appendPut(Buffer.from('c'), Buffer.from('3'));
+    m.syncAll();
+    coord.createCheckpoint(3n);
+    coord.cleanupOldCheckpoints(1);
+  } finally {
+    m.close();
+  }
+  const rec = new PerCoreRecoveryManager(config, { checkpointDir: '/db/ckpt', fs: disk, onWarning: () => {} }).recover();
+  const store = CheckpointStore.open(opts);
+  for (const c of store.listCheckpoints()) store.loadCheckpoint(c.id);
+  const m2 = PerCoreWalManager.open(config, { minEpoch: rec.finalEpoch, minSequences: rec.nextSequences });
+  m2.close();
+}
+
 export interface SweepResult { points: number; failures: number }
 
 /** Fails the 1st, 2nd, … call of the scenario with `code` (and, sticky, every call after it); returns how many points were swept. */
-export function faultSweep(code: FsFaultCode, check: (message: string) => void, options: { sticky?: boolean; partial?: boolean } = {}, limit = 10_000): SweepResult {
+export function faultSweep(
+  code: FsFaultCode, check: (message: string) => void, options: { sticky?: boolean; partial?: boolean; checkpoints?: boolean } = {}, limit = 10_000,
+): SweepResult {
   let failures = 0;
   for (let n = 1; n <= limit; n++) {
     const disk = new SimDisk({ seed: n });
@@ -64,7 +94,7 @@ export function faultSweep(code: FsFaultCode, check: (message: string) => void, 
     const fault = disk.injectFault({ nth: n, code, count: options.sticky ? Infinity : 1, partial: options.partial });
     let thrown: unknown = null;
     try {
-      scenario(disk);
+      (options.checkpoints ? checkpointScenario : scenario)(disk);
     } catch (e) {
       thrown = e;
     }
@@ -80,9 +110,11 @@ export function faultSweep(code: FsFaultCode, check: (message: string) => void, 
     const after = disk.crash(n);
     if (after.existsSync('/db/wal/wal-0.log') && after.existsSync('/db/wal/wal-1.log')) {
       try {
-        PerCoreWalManager.open(new PerCoreWalConfig('/db/wal', 2, { fs: after })).close();
+        const config = new PerCoreWalConfig('/db/wal', 2, { fs: after });
+        if (options.checkpoints) new PerCoreRecoveryManager(config, { checkpointDir: '/db/ckpt', fs: after, onWarning: () => {} }).recover();
+        PerCoreWalManager.open(config).close();
       } catch (e) {
-        check(`call #${n} failing with ${code}: open after the crash failed: ${String(e)}`);
+        check(`call #${n} failing with ${code}: recovery after the crash failed: ${String((e as Error)?.stack ?? e)}`);
       }
     }
   }

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
 import {
-  CoreWalWriter, PerCoreWalError, PerCoreWalReader, registerWriterSegment, SyncStorageIo, ThreadPoolStorageIo,
+  CoreWalWriter, PerCoreWalError, PerCoreWalReader, registerWriterSegment, SyncStorageIo, ThreadPoolStorageIo, UringStorageIo,
   type IoCompletion, type IoFd, type StorageIo,
 } from '../../src/index.js';
 import { FaultInjectingStorageIo } from '../../src/testing/index.js';
@@ -27,6 +27,8 @@ const backends: [string, () => StorageIo][] = [
   ['SyncStorageIo', () => new SyncStorageIo()],
   ['ThreadPoolStorageIo', () => new ThreadPoolStorageIo()],
 ];
+// io_uring where its addon is built and the kernel allows it (the uring tests say why not).
+if (UringStorageIo.isSupported().supported) backends.push(['UringStorageIo', () => UringStorageIo.create()]);
 
 describe('fsync failure through the fault-injecting StorageIo (real files)', () => {
   for (const [name, make] of backends) {

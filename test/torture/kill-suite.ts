@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Rng } from '../../src/testing/index.js';
 import type { TortureSuite } from './harness.js';
-import { killRound } from './kill.js';
+import { killRound, type KillTarget } from './kill.js';
 
 /**
  * Real SIGKILLs for the long torture run: each seed is one kill of a child resuming a
@@ -23,9 +23,12 @@ export function killSuite(): TortureSuite & { cleanup(): void } {
       if (rounds++ % 40 === 0) mkdirSync(join(root, String(++lane)));
       const rng = new Rng(seed);
       const preallocate = [0, 65536, 4 << 20][lane % 3]!;
-      const target = lane % 2 === 0
-        ? { mode: 'writer' as const, segment: join(root, String(lane), 'wal-0.log') }
-        : { mode: 'manager' as const, dir: join(root, String(lane), 'wal'), cores: 1 + (lane % 4) };
+      const d = join(root, String(lane));
+      const backends = ['sync', 'threadpool', 'uring'] as const;
+      const target: KillTarget = lane % 4 === 0 ? { mode: 'writer', segment: join(d, 'wal-0.log') }
+        : lane % 4 === 1 ? { mode: 'manager', dir: join(d, 'wal'), cores: 1 + (lane % 4) }
+          : lane % 4 === 2 ? { mode: 'checkpoint', dir: d, cores: 1 + (lane % 3) }
+            : { mode: 'group', segment: join(d, 'wal-0.log'), backend: backends[lane % 3]! };
       await killRound(target, seed, rng.range(50, 400), preallocate);
       return { iterations: 1, crashes: 1 };
     },

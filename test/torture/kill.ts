@@ -1,6 +1,6 @@
 import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
-import { PerCoreWalConfig, PerCoreWalManager, scanSegment, type PerCoreWalEntry } from '../../src/index.js';
+import { PerCoreWalConfig, PerCoreWalManager, recoverPerCore, scanSegment, type PerCoreWalEntry } from '../../src/index.js';
 import { Rng } from '../../src/testing/index.js';
 import { sameBytes, TortureFailure } from './harness.js';
 import { killKey, killValue } from './kill-values.js';
@@ -8,16 +8,22 @@ import { killKey, killValue } from './kill-values.js';
 const CHILD = fileURLToPath(new URL('./kill-child.js', import.meta.url));
 
 /** What a kill target is: one segment written by a bare writer, or a manager's directory. */
-export type KillTarget = { mode: 'writer'; segment: string } | { mode: 'manager'; dir: string; cores: number };
+export type KillTarget =
+  | { mode: 'writer'; segment: string }
+  | { mode: 'manager'; dir: string; cores: number }
+  | { mode: 'checkpoint'; dir: string; cores: number }
+  | { mode: 'group'; segment: string; backend: 'sync' | 'threadpool' | 'uring' };
 
 /**
  * Spawns the child on `target`, lets it ingest for `ms` after it is ready, SIGKILLs it,
  * and returns the last acknowledgement line's fields (empty if none came).
  */
-async function runChild(target: KillTarget, seed: number, ms: number, preallocate: number, fail: (m: string) => never): Promise<string[]> {
-  const args = target.mode === 'writer'
-    ? ['writer', target.segment, String(seed), String(preallocate)]
-    : ['manager', target.dir, String(seed), String(preallocate), String(target.cores)];
+async function runChild(
+  target: KillTarget, seed: number, ms: number, preallocate: number, fail: (m: string) => never, onAck: (fields: string[]) => void = () => {},
+): Promise<string[]> {
+  const args = target.mode === 'writer' ? ['writer', target.segment, String(seed), String(preallocate)]
+    : target.mode === 'group' ? ['group', target.segment, String(seed), String(preallocate), target.backend]
+      : [target.mode, target.dir, String(seed), String(preallocate), String(target.cores)];
   const child = spawn(process.execPath, [CHILD, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
   // The child ingests until killed: never leave it running if this process goes first.
   const reap = (): void => { child.kill('SIGKILL'); };
@@ -35,7 +41,7 @@ async function runChild(target: KillTarget, seed: number, ms: number, preallocat
       const fields = pending.slice(0, nl).split(' ');
       pending = pending.slice(nl + 1);
       if (fields[0] === 'ready' && timer === undefined) timer = setTimeout(() => child.kill('SIGKILL'), ms);
-      else if (fields[0] === 'ack') ack = fields.slice(1);
+      else if (fields[0] === 'ack') { ack = fields.slice(1); onAck(ack); }
       else problem ??= `child said: ${fields.join(' ')}`;
     }
   });
@@ -67,8 +73,10 @@ function checkCore(entries: readonly PerCoreWalEntry[], c: number, acked: bigint
  * for a manager's directory) and every acknowledged record must be there, intact.
  */
 export async function killRound(target: KillTarget, seed: number, ms: number, preallocate: number, suite = 'kill'): Promise<number> {
-  const what = target.mode === 'writer' ? target.segment : target.dir;
+  const what = target.mode === 'writer' || target.mode === 'group' ? target.segment : target.dir;
   const fail = (m: string): never => { throw new TortureFailure(suite, seed, `${m} (${target.mode} ${what}, prealloc ${preallocate}, ${ms} ms)`); };
+  if (target.mode === 'checkpoint') return checkpointRound(target, seed, ms, preallocate, fail);
+  if (target.mode === 'group') return groupRound(target, seed, ms, preallocate, fail);
   const ack = await runChild(target, seed, ms, preallocate, fail);
   if (target.mode === 'writer') {
     const acked = ack.length > 0 ? BigInt(ack[1]!) : -1n;
@@ -96,6 +104,54 @@ export async function killRound(target: KillTarget, seed: number, ms: number, pr
   } finally {
     m.close();
   }
+}
+
+/**
+ * Checkpoint mode: the recovered state (newest checkpoint plus the WAL after it) must hold
+ * every acknowledged put with its value, and every key in it must carry its own value.
+ */
+async function checkpointRound(target: Extract<KillTarget, { mode: 'checkpoint' }>, seed: number, ms: number, preallocate: number, fail: (m: string) => never): Promise<number> {
+  const acked: string[] = [];
+  await runChild(target, seed, ms, preallocate, fail, (fields) => {
+    for (const f of fields) {
+      const [c, list] = f.split(':');
+      if (list) for (const s of list.split(',')) acked.push(`${c}:${s}`);
+    }
+  });
+  let rec;
+  try {
+    rec = recoverPerCore(`${target.dir}/wal`, `${target.dir}/checkpoints`, target.cores);
+  } catch (e) {
+    if (acked.length === 0 && (e as { code?: string }).code === 'SEGMENT_NOT_FOUND') return 0;
+    return fail(`recovery after SIGKILL failed: ${String(e)}`);
+  }
+  for (const a of acked) {
+    const [c, s] = a.split(':');
+    const v = rec.state.get(killKey(Number(c), BigInt(s!)));
+    if (v === undefined || !sameBytes(v, killValue(BigInt(s!)))) fail(`acknowledged put ${a} ${v === undefined ? 'lost' : 'has a wrong value'} after recovery`);
+  }
+  for (const [k, v] of rec.state.entries()) {
+    const m = /^c(\d+)-k(\d+)$/.exec(Buffer.from(k).toString());
+    if (m === null || !sameBytes(v, killValue(BigInt(m[2]!)))) fail(`recovered key ${Buffer.from(k).toString()} was never written so`);
+  }
+  return rec.state.size;
+}
+
+/** Group mode: every put whose promise resolved before the kill is in the segment with its value. */
+async function groupRound(target: Extract<KillTarget, { mode: 'group' }>, seed: number, ms: number, preallocate: number, fail: (m: string) => never): Promise<number> {
+  const acked: bigint[] = [];
+  await runChild(target, seed, ms, preallocate, fail, (fields) => {
+    for (const s of fields[0]!.split(',')) acked.push(BigInt(s));
+  });
+  const bySeq = new Map<bigint, PerCoreWalEntry>();
+  const scan = scanSegment(0, target.segment, { onEntry: (e) => bySeq.set(e.sequence, e) });
+  if (scan.tail === 'damaged') fail(`damaged tail at ${scan.bad?.position} after SIGKILL`);
+  for (const seq of acked) {
+    const e = bySeq.get(seq);
+    if (e === undefined || !sameBytes(e.value(), killValue(seq))) fail(`acknowledged put ${seq} ${e === undefined ? 'lost' : 'has a wrong value'}`);
+  }
+  checkCore([...bySeq.values()], 0, -1n, fail);
+  return acked.length;
 }
 
 /** `rounds` kills in a row on one target, each child resuming what recovery left. */

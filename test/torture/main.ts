@@ -4,10 +4,14 @@
 import { Command } from 'commander';
 import { randomInt } from 'node:crypto';
 import { checkpointCrashSuite, checkpointFaultSuite } from './checkpoint-crash.js';
+import { checkpointFuzzSuite } from './checkpoint-fuzz.js';
 import { fuzzSuite } from './fuzz.js';
+import { groupCommitFaultSuite, groupCommitSuite } from './group-commit-crash.js';
 import type { TortureSuite } from './harness.js';
 import { killSuite } from './kill-suite.js';
 import { managerCrashSuite, managerFaultSuite } from './manager-crash.js';
+import { recoveryCrashSuite } from './recovery-crash.js';
+import { recoveryFuzzSuite } from './recovery-fuzz.js';
 import { sioCrashSuite, sioFaultSuite } from './sio-crash.js';
 import { writerCrashSuite, writerFaultSuite } from './writer-crash.js';
 
@@ -23,7 +27,7 @@ const program = new Command()
 const opts = program.opts<{ minutes: string; suite?: string; seed?: string; kill: boolean }>();
 
 const kill = killSuite();
-const weights = new Map<TortureSuite, number>([[writerCrashSuite, 2], [writerFaultSuite, 2], [managerCrashSuite, 2], [managerFaultSuite, 2], [sioCrashSuite, 2], [sioFaultSuite, 2], [fuzzSuite, 3], [checkpointCrashSuite, 2], [checkpointFaultSuite, 2], [kill, 2]]);
+const weights = new Map<TortureSuite, number>([[writerCrashSuite, 2], [writerFaultSuite, 2], [managerCrashSuite, 2], [managerFaultSuite, 2], [sioCrashSuite, 2], [sioFaultSuite, 2], [groupCommitSuite, 1], [groupCommitFaultSuite, 1], [recoveryCrashSuite, 3], [checkpointCrashSuite, 2], [checkpointFaultSuite, 2], [checkpointFuzzSuite, 1], [recoveryFuzzSuite, 1], [fuzzSuite, 3], [kill, 2]]);
 let suites = [...weights.keys()];
 if (opts.suite !== undefined) {
   const names = opts.suite.split(',');
@@ -47,7 +51,7 @@ async function main(): Promise<number> {
   const tally = new Map<TortureSuite, Tally>(suites.map((s) => [s, { seeds: 0, iterations: 0, crashes: 0, ms: 0, failures: [] }]));
   let lastReport = Date.now();
   const report = (final: boolean): void => {
-    const lines = [...tally].map(([s, t]) => `  ${s.name.padEnd(16)} seeds ${String(t.seeds).padStart(7)}  iterations ${String(t.iterations).padStart(10)}  crashes ${String(t.crashes).padStart(8)}  failures ${t.failures.length}`);
+    const lines = [...tally].map(([s, t]) => `  ${s.name.padEnd(19)} seeds ${String(t.seeds).padStart(7)}  iterations ${String(t.iterations).padStart(10)}  crashes ${String(t.crashes).padStart(8)}  failures ${t.failures.length}`);
     const total = [...tally.values()].reduce((a, t) => ({ it: a.it + t.iterations, cr: a.cr + t.crashes, f: a.f + t.failures.length }), { it: 0, cr: 0, f: 0 });
     console.log(`${final ? 'TORTURE DONE' : 'torture'} ${new Date().toISOString()}: ${total.it} iterations, ${total.cr} crashes survived, ${total.f} failures\n${lines.join('\n')}`);
   };

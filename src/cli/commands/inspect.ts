@@ -5,10 +5,13 @@ import { formatBytes, formatRange, table } from '../format.js';
 import { withJson, withPattern, withProgress, type CommonFlags } from '../options.js';
 import { printJson, printLine } from '../output.js';
 import { byteProgress, progressWanted } from '../progress.js';
+import { checkpointText, listCheckpoints } from '../checkpoints.js';
 import { badCode, badMessage, scanAll, tornBytes, type ScannedSegment } from '../scan-all.js';
 import { findSegments } from '../segments.js';
 
-type InspectFlags = CommonFlags;
+interface InspectFlags extends CommonFlags {
+  checkpointDir?: string;
+}
 
 export function registerInspect(program: Command): void {
   const cmd = program
@@ -16,14 +19,13 @@ export function registerInspect(program: Command): void {
     .description('show every segment of a WAL directory: entries, epoch and sequence ranges, valid end, torn bytes, tail state')
     .argument('<dir>', 'WAL directory');
   withPattern(cmd);
-  withJson(cmd, 'print the segments as one JSON document');
+  cmd.option('--checkpoint-dir <dir>', 'also list the checkpoints there: id, epoch, full or incremental on which parent, keys, size, valid or why not');
+  withJson(cmd, 'print the segments (and checkpoints) as one JSON document');
   withProgress(cmd);
-  // HOOK(checkpoint): when CheckpointStore (src/checkpoint/store.ts, branch `checkpoint`)
-  // is on main, add `--checkpoint-dir <dir>` here and list its checkpoints (id, epoch,
-  // WAL positions, valid or not) under the segments, in the table and in the JSON.
   cmd.addHelpText('after', `
 Exit status: 0 when every segment is clean or ends in a repairable torn tail / crash
-debris, 1 when a segment has damage to synced data, 2 on a usage error.`);
+debris, 1 when a segment has damage to synced data or a checkpoint does not validate,
+2 on a usage error.`);
   cmd.action((dir: string, flags: InspectFlags) => setExitCode(runInspect(dir, flags)));
 }
 
@@ -39,9 +41,14 @@ export function runInspect(dir: string, flags: InspectFlags): number {
   }
   const damaged = scanned.some((s) => s.scan.tail === 'damaged');
   const rows = scanned.map(segmentJson);
+  // Read after the segments: a checkpoint directory is small next to a WAL, and fully
+  // validating it (every chain, as recovery would) needs no bar of its own.
+  const checkpoints = flags.checkpointDir === undefined ? null : listCheckpoints(flags.checkpointDir, { mustExist: true });
+  const badCheckpoint = checkpoints?.checkpoints.some((c) => !c.valid) ?? false;
   if (flags.json) {
     printJson({
       dir, pattern: flags.pattern, segments: rows,
+      ...(checkpoints === null ? {} : { checkpointDir: checkpoints.dir, checkpointDirExists: checkpoints.exists, checkpoints: checkpoints.checkpoints, checkpointTempFiles: checkpoints.tempFiles }),
       totals: {
         segments: rows.length,
         bytes: total,
@@ -52,8 +59,12 @@ export function runInspect(dir: string, flags: InspectFlags): number {
     });
   } else {
     printText(dir, flags.pattern, scanned);
+    if (checkpoints !== null) {
+      printLine();
+      for (const l of checkpointText(checkpoints)) printLine(l);
+    }
   }
-  return damaged ? EXIT_FAILED : EXIT_OK;
+  return damaged || badCheckpoint ? EXIT_FAILED : EXIT_OK;
 }
 
 function segmentJson({ ref, scan }: ScannedSegment) {
