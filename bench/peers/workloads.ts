@@ -44,7 +44,7 @@ export function lmdbFlushWorkloads(): Workload[] {
 /** Write N records durably (untimed), close, then time opening and reading all of them back. */
 export function readBackWorkloads(smoke: boolean): Workload[] {
   return SIZES.map((v) => {
-    const records = smoke ? 2000 : v >= 1024 ? 100_000 : 1_000_000;
+    const records = smoke ? 2000 : v >= 1024 ? 50_000 : 500_000;
     return {
       table: 'read-back', id: `read-back/${v}`, valueSize: v, perCommit: 1000, producers: 1, records,
       label: `${records.toLocaleString('en-US')} records, ${sizeLabel(v)}`,
