@@ -2,11 +2,16 @@ import { rate } from './format.js';
 import { FS_LOOP } from './names.js';
 import type { PeersDoc } from './types.js';
 
-const W = 760, H = 440;
-const PLOT = { left: 78, right: W - 190, top: 64, bottom: H - 58 };
+const W = 800, H = 440;
+const PLOT = { left: 78, right: W - 230, top: 64, bottom: H - 58 };
 const PRODUCERS = [1, 64, 256] as const;
 const X_TICKS = [1, 4, 16, 64, 256];
-const COLORS = ['#d62728', '#2ca02c', '#9467bd', '#1f77b4', '#7f7f7f', '#ff7f0e', '#8c564b', '#17becf'];
+// By name, so a system keeps its colour when the set of systems changes.
+const COLORS: Record<string, string> = {
+  'corewal': '#d62728', 'classic-level': '#2ca02c', 'better-sqlite3': '#9467bd', 'lmdb-js': '#1f77b4', 'fs loop': '#7f7f7f',
+};
+const SPARE = ['#ff7f0e', '#8c564b', '#17becf', '#e377c2', '#bcbd22'];
+const colorOf = (name: string, i: number): string => COLORS[name] ?? (name.startsWith('corewal') ? '#ff7f0e' : SPARE[i % SPARE.length]!);
 
 const decade = (v: number): string => (v >= 1e6 ? `${v / 1e6}M` : v >= 1e3 ? `${v / 1e3}k` : String(v));
 const esc = (s: string): string => s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/"/g, '&quot;');
@@ -56,8 +61,8 @@ export function peersChart(doc: PeersDoc, valueSize = 100): string {
   out.push(`<text x="${(PLOT.left + PLOT.right) / 2}" y="${H - 18}" text-anchor="middle">concurrent producers, each awaiting its own durable write (1 = one record per commit)</text>`);
   out.push(`<text transform="translate(18 ${(PLOT.top + PLOT.bottom) / 2}) rotate(-90)" text-anchor="middle">durable records/s (log scale)</text>`);
   for (const [i, s] of all.entries()) {
-    const color = COLORS[i % COLORS.length]!;
-    const width = i === 0 ? 3 : 2;
+    const color = colorOf(s.name, i);
+    const width = s.name.startsWith('corewal') ? 3 : 2;
     // The fs loop dashed: a floor to read against, not a library.
     const dash = s.name === FS_LOOP ? ' stroke-dasharray="6 4"' : '';
     const pts = s.pts.map((p) => `${f(x(p.producers))},${f(y(p.rps))}`).join(' ');
