@@ -25,10 +25,11 @@ export function killSuite(): TortureSuite & { cleanup(): void } {
       const preallocate = [0, 65536, 4 << 20][lane % 3]!;
       const d = join(root, String(lane));
       const backends = ['sync', 'threadpool', 'uring'] as const;
-      const target: KillTarget = lane % 4 === 0 ? { mode: 'writer', segment: join(d, 'wal-0.log') }
-        : lane % 4 === 1 ? { mode: 'manager', dir: join(d, 'wal'), cores: 1 + (lane % 4) }
-          : lane % 4 === 2 ? { mode: 'checkpoint', dir: d, cores: 1 + (lane % 3) }
-            : { mode: 'group', segment: join(d, 'wal-0.log'), backend: backends[lane % 3]! };
+      const target: KillTarget = lane % 5 === 0 ? { mode: 'writer', segment: join(d, 'wal-0.log') }
+        : lane % 5 === 1 ? { mode: 'manager', dir: join(d, 'wal'), cores: 1 + (lane % 4) }
+          : lane % 5 === 2 ? { mode: 'checkpoint', dir: d, cores: 1 + (lane % 3) }
+            : lane % 5 === 3 ? { mode: 'group', segment: join(d, 'wal-0.log'), backend: backends[lane % 3]! }
+              : { mode: 'pool', dir: d, workers: 1 + (lane % 3) };
       await killRound(target, seed, rng.range(50, 400), preallocate);
       return { iterations: 1, crashes: 1 };
     },
