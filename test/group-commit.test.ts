@@ -8,15 +8,13 @@ import {
   CoreWalWriter, GroupCommitLog, PerCoreWalEntry, PerCoreWalError, PerCoreWalReader, SyncStorageIo, ThreadPoolStorageIo,
 } from '../src/index.js';
 import { FaultInjectingStorageIo } from '../src/testing/index.js';
+import { readCore } from './helpers/read-core.js';
 import { b, tempDir } from './helpers/tmp.js';
 
 const dir = tempDir();
 let n = 0;
 const seg = (): string => join(dir, `gc-${n++}.log`);
-const readAll = (p: string): PerCoreWalEntry[] => {
-  const r = PerCoreWalReader.open(0, p);
-  try { return r.readAll(); } finally { r.close(); }
-};
+const readAll = (p: string): PerCoreWalEntry[] => readCore(p, 0);
 const codeOf = (e: unknown): string | undefined => (e as { code?: string }).code;
 
 test('1 000 concurrent awaiters resolve only after a datasync covering their record', async () => {

@@ -1,19 +1,9 @@
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import {
-  CheckpointStore, CoreWalPool, PerCoreWalError, PerCoreWalReader, recoverPerCore, type PerCoreWalEntry,
-} from '../src/index.js';
+import { CheckpointStore, CoreWalPool, PerCoreWalError, recoverPerCore } from '../src/index.js';
+import { readCore } from './helpers/read-core.js';
 import { tempDir } from './helpers/tmp.js';
-
-function readCore(path: string, core: number): PerCoreWalEntry[] {
-  const r = PerCoreWalReader.open(core, path);
-  try {
-    return r.readAll();
-  } finally {
-    r.close();
-  }
-}
 
 test('checkpoints while producers run: every acknowledged change is in checkpoint + WAL, segments reset, sequences go on', async () => {
   const root = tempDir();

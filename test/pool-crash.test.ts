@@ -1,19 +1,11 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { CoreWalPool, PerCoreWalError, PerCoreWalReader, scanSegment, type PerCoreWalEntry } from '../src/index.js';
+import { CoreWalPool, PerCoreWalError, scanSegment } from '../src/index.js';
+import { readCore } from './helpers/read-core.js';
 import { tempDir } from './helpers/tmp.js';
 
 const isWorkerFailed = (core: number) => (e: unknown) =>
   e instanceof PerCoreWalError && e.code === 'WORKER_FAILED' && e.coreId === core && e.message.includes(`core ${core}`);
-
-function readCore(path: string, core: number): PerCoreWalEntry[] {
-  const r = PerCoreWalReader.open(core, path);
-  try {
-    return r.readAll();
-  } finally {
-    r.close();
-  }
-}
 
 interface Outcome { acked: Map<number, { key: string; ticket: number }[]>; refused: { core: number; err: unknown }[] }
 

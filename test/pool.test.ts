@@ -2,22 +2,14 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { Worker } from 'node:worker_threads';
 import {
-  CoreWalPool, CoreWalProducer, PerCoreWalConfig, PerCoreWalEntry, PerCoreWalError, PerCoreWalManager, PerCoreWalReader,
+  CoreWalPool, CoreWalProducer, PerCoreWalConfig, PerCoreWalEntry, PerCoreWalError, PerCoreWalManager,
 } from '../src/index.js';
+import { readCore } from './helpers/read-core.js';
 import { tempDir } from './helpers/tmp.js';
 
 interface Ack { key: string; core: number; ticket: number }
 
 const isCode = (code: string) => (e: unknown) => e instanceof PerCoreWalError && e.code === code;
-
-function readCore(path: string, core: number): PerCoreWalEntry[] {
-  const r = PerCoreWalReader.open(core, path);
-  try {
-    return r.readAll();
-  } finally {
-    r.close();
-  }
-}
 
 /** Every acknowledged put is in its core's segment, and per core in ticket order. */
 function checkAcked(pool: CoreWalPool, acked: Ack[], entries: PerCoreWalEntry[][]): void {

@@ -1,9 +1,8 @@
-import { closeSync, openSync, readSync } from 'node:fs';
-import { crc32c } from '../../src/crc/crc32c.js';
 import { PerCoreWalConfig } from '../../src/manager/config.js';
 import { PerCoreWalManager } from '../../src/manager/manager.js';
 import { PerCoreWalReader } from '../../src/reader/reader.js';
 import type { BenchCase, BenchContext, Metric } from '../harness.js';
+import { rawReadCrc } from '../raw-read.js';
 
 /**
  * Merge throughput: a WAL of k segments totalling 1 GiB (COREWAL_BENCH_MERGE_MB to
@@ -15,7 +14,6 @@ import type { BenchCase, BenchContext, Metric } from '../harness.js';
  */
 const KEY = 16;
 const VALUE = 100;
-const BLOCK = 1 << 20;
 
 function totalBytes(ctx: BenchContext): number {
   const mb = Number(process.env['COREWAL_BENCH_MERGE_MB'] ?? (ctx.smoke ? 4 : 1024));
@@ -39,37 +37,6 @@ function fill(m: PerCoreWalManager, bytes: number): number {
   }
   for (let c = 0; c < k; c++) m.writer(c).flush();
   return n;
-}
-
-/** The baseline: every record of every file read in 1 MiB blocks and its CRC checked. */
-function rawReadCrc(paths: string[]): { records: number; bytes: number } {
-  const buf = Buffer.allocUnsafe(BLOCK * 2);
-  let records = 0, bytes = 0;
-  for (const p of paths) {
-    const fd = openSync(p, 'r');
-    try {
-      let have = 0, off = 0, pos = 0;
-      for (;;) {
-        if (have - off < 8 || have - off < 8 + buf.readUInt32LE(off)) {
-          buf.copy(buf, 0, off, have);
-          have -= off; off = 0;
-          const n = readSync(fd, buf, have, buf.length - have, pos);
-          if (n === 0) break;
-          pos += n; have += n;
-          continue;
-        }
-        const len = buf.readUInt32LE(off);
-        if (len === 0) break;
-        if (crc32c(buf, off + 8, off + 8 + len) !== buf.readUInt32LE(off + 4)) throw new Error(`bad CRC in ${p}`);
-        off += 8 + len;
-        bytes += 8 + len;
-        records++;
-      }
-    } finally {
-      closeSync(fd);
-    }
-  }
-  return { records, bytes };
 }
 
 /** Every segment read and decoded one after the other: the merge's floor, without the heap. */

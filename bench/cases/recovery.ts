@@ -1,13 +1,13 @@
-import { closeSync, fsyncSync, openSync, readSync, writeSync } from 'node:fs';
+import { closeSync, fsyncSync, openSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { CheckpointStore } from '../../src/checkpoint/store.js';
 import { PerCoreCheckpointCoordinator } from '../../src/checkpoint/coordinator.js';
-import { crc32c } from '../../src/crc/crc32c.js';
 import { PerCoreWalConfig } from '../../src/manager/config.js';
 import { PerCoreWalManager } from '../../src/manager/manager.js';
 import { PerCoreRecoveryManager } from '../../src/recovery/recovery.js';
 import type { RecoveryMode } from '../../src/recovery/cursor.js';
 import type { BenchCase, BenchContext, Metric } from '../harness.js';
+import { rawReadCrc } from '../raw-read.js';
 
 /**
  * Recovery: a WAL of 2 segments totalling 1 GiB (COREWAL_BENCH_RECOVERY_MB to change it;
@@ -56,37 +56,6 @@ function fill(m: PerCoreWalManager, bytes: number, valueSize: number): number {
   }
   m.syncAll();
   return n;
-}
-
-/** The baseline: every record of every file read in 1 MiB blocks and its CRC checked. */
-function rawReadCrc(paths: string[]): { records: number; bytes: number } {
-  const buf = Buffer.allocUnsafe(BLOCK * 2);
-  let records = 0, bytes = 0;
-  for (const p of paths) {
-    const fd = openSync(p, 'r');
-    try {
-      let have = 0, off = 0, pos = 0;
-      for (;;) {
-        if (have - off < 8 || have - off < 8 + buf.readUInt32LE(off)) {
-          buf.copy(buf, 0, off, have);
-          have -= off; off = 0;
-          const n = readSync(fd, buf, have, buf.length - have, pos);
-          if (n === 0) break;
-          pos += n; have += n;
-          continue;
-        }
-        const len = buf.readUInt32LE(off);
-        if (len === 0) break;
-        if (crc32c(buf, off + 8, off + 8 + len) !== buf.readUInt32LE(off + 4)) throw new Error(`bad CRC in ${p}`);
-        off += 8 + len;
-        bytes += 8 + len;
-        records++;
-      }
-    } finally {
-      closeSync(fd);
-    }
-  }
-  return { records, bytes };
 }
 
 function recoveryCase(valueSize: number, modes: RecoveryMode[]): BenchCase {

@@ -1,6 +1,6 @@
 import { constants } from 'node:os';
 import { errnoOf, PerCoreWalError, StorageIoError } from '../errors/errors.js';
-import type { IoFd } from './types.js';
+import type { IoCompletion, IoFd } from './types.js';
 
 /** errno values as this platform numbers them. */
 export const EIO = constants.errno.EIO;
@@ -63,4 +63,28 @@ export function checkLimit(value: unknown, name: string, min: number): number {
     throw new PerCoreWalError('INVALID_ARGUMENT', `${name} must be an integer >= ${min}, got ${String(value)}`);
   }
   return value;
+}
+
+/**
+ * The size of an fd being registered, where its append cursor starts. A failed fstat
+ * means it is no open fd: `BAD_FD`.
+ */
+export function registeredFdSize(fs: { fstatSync(fd: number): { size: number } }, fd: number): number {
+  try {
+    return fs.fstatSync(fd).size;
+  } catch (e) {
+    throw new StorageIoError('BAD_FD', `registerFd: fstat of fd ${fd} failed: ${(e as Error).message}`, { cause: e });
+  }
+}
+
+/**
+ * Hands the staged completions (`tok[i]` finished with `res[i]`) to `out` in staging
+ * order and empties the stage; returns how many it handed out.
+ */
+export function drainCompletions(tok: number[], res: number[], out: IoCompletion[]): number {
+  const n = tok.length;
+  for (let i = 0; i < n; i++) out.push({ token: tok[i]!, result: res[i]! });
+  tok.length = 0;
+  res.length = 0;
+  return n;
 }

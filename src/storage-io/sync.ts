@@ -1,8 +1,8 @@
 import { StorageIoError } from '../errors/errors.js';
 import { realFs, type WalFs } from '../io/fs.js';
 import {
-  badFd, checkData, checkLimit, checkOffset, checkOsFd, closedError, DEFAULT_MAX_QUEUED, ECANCELED, EIO, negErrno, queueFull,
-  ZERO_BLOCK_SIZE, zeroSlice,
+  badFd, checkData, checkLimit, checkOffset, checkOsFd, closedError, DEFAULT_MAX_QUEUED, drainCompletions, ECANCELED, EIO, negErrno, queueFull,
+  registeredFdSize, ZERO_BLOCK_SIZE, zeroSlice,
 } from './common.js';
 import type { IoCompletion, IoFd, StorageIo } from './types.js';
 
@@ -63,12 +63,7 @@ export class SyncStorageIo implements StorageIo {
   registerFd(fd: number): IoFd {
     this.checkOpen();
     checkOsFd(fd);
-    let size: number;
-    try {
-      size = this.fs.fstatSync(fd).size;
-    } catch (e) {
-      throw new StorageIoError('BAD_FD', `registerFd: fstat of fd ${fd} failed: ${(e as Error).message}`, { cause: e });
-    }
+    const size = registeredFdSize(this.fs, fd);
     this.fds.push({ os: fd, appendAt: size, failed: 0 });
     return (this.fds.length - 1) as IoFd;
   }
@@ -147,11 +142,7 @@ export class SyncStorageIo implements StorageIo {
 
   pollCompletions(out: IoCompletion[]): void {
     this.checkOpen();
-    const n = this.cTok.length;
-    for (let i = 0; i < n; i++) out.push({ token: this.cTok[i]!, result: this.cRes[i]! });
-    this.cTok.length = 0;
-    this.cRes.length = 0;
-    this.outstanding -= n;
+    this.outstanding -= drainCompletions(this.cTok, this.cRes, out);
   }
 
   pendingCount(): number { return this.outstanding; }

@@ -2,8 +2,8 @@ import * as nodeFs from 'node:fs';
 import { StorageIoError } from '../errors/errors.js';
 import { assert } from '../util/assert.js';
 import {
-  badFd, checkData, checkLimit, checkOffset, checkOsFd, closedError, DEFAULT_MAX_QUEUED, ECANCELED, EIO, negErrno, queueFull,
-  ZERO_BLOCK_SIZE, zeroSlice,
+  badFd, checkData, checkLimit, checkOffset, checkOsFd, closedError, DEFAULT_MAX_QUEUED, drainCompletions, ECANCELED, EIO, negErrno, queueFull,
+  registeredFdSize, ZERO_BLOCK_SIZE, zeroSlice,
 } from './common.js';
 import type { IoCompletion, IoFd, StorageIo } from './types.js';
 
@@ -173,12 +173,7 @@ export class ThreadPoolStorageIo implements StorageIo {
   registerFd(fd: number): IoFd {
     this.checkOpen();
     checkOsFd(fd);
-    let size: number;
-    try {
-      size = this.fs.fstatSync(fd).size;
-    } catch (e) {
-      throw new StorageIoError('BAD_FD', `registerFd: fstat of fd ${fd} failed: ${(e as Error).message}`, { cause: e });
-    }
+    const size = registeredFdSize(this.fs, fd);
     this.fds.push(new FdState(fd, size, this));
     return (this.fds.length - 1) as IoFd;
   }
@@ -229,11 +224,7 @@ export class ThreadPoolStorageIo implements StorageIo {
 
   pollCompletions(out: IoCompletion[]): void {
     this.checkOpen();
-    const n = this.cTok.length;
-    for (let i = 0; i < n; i++) out.push({ token: this.cTok[i]!, result: this.cRes[i]! });
-    this.cTok.length = 0;
-    this.cRes.length = 0;
-    this.outstanding -= n;
+    this.outstanding -= drainCompletions(this.cTok, this.cRes, out);
   }
 
   pendingCount(): number { return this.outstanding; }

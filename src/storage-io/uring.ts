@@ -5,6 +5,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { PerCoreWalError, StorageIoError } from '../errors/errors.js';
 import { requireBytes } from '../util/u64.js';
+import { registeredFdSize } from './common.js';
 import type { IoCompletion, IoFd, StorageIo } from './types.js';
 
 // ---- the native binding (native/uring.c) ------------------------------------------------
@@ -470,12 +471,7 @@ export class UringStorageIo implements StorageIo {
     if (typeof fd !== 'number' || !Number.isInteger(fd) || fd < 0 || fd > 0x7fffffff) {
       throw new StorageIoError('BAD_FD', `registerFd takes an open OS file descriptor, got ${String(fd)}`);
     }
-    let size: number;
-    try {
-      size = fstatSync(fd).size;
-    } catch (e) {
-      throw new StorageIoError('BAD_FD', `registerFd: fstat of fd ${fd} failed: ${(e as Error).message}`, { cause: e });
-    }
+    const size = registeredFdSize({ fstatSync }, fd);
     const slot = this.freeSlots.pop();
     if (slot === undefined) throw new StorageIoError('QUEUE_FULL', `all ${this.fds.size} registered-file slots are in use (maxFiles)`);
     try {

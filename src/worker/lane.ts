@@ -173,12 +173,17 @@ export class Lane {
       if (t === RING_CLOSED) { b.reject(this.refusal()); continue; }
       this.track(t).then(b.resolve, b.reject);
     }
+    this.clearBlocked();
+    this.maybeIdle();
+  }
+
+  /** Empties the queue of appends waiting for room (all settled by now) and wakes `whenUnblocked`. */
+  private clearBlocked(): void {
     this.blocked.length = 0;
     this.blockedHead = 0;
     const waiters = this.drainedWaiters;
     this.drainedWaiters = [];
     for (const w of waiters) w();
-    this.maybeIdle();
   }
 
   private maybeIdle(): void {
@@ -208,11 +213,7 @@ export class Lane {
       const s = Atomics.load(this.ctrl, STATE);
       if (s === STATE_FAILED || s === STATE_CLOSED || s === STATE_CLOSING) {
         for (let i = this.blockedHead; i < this.blocked.length; i++) this.blocked[i]!.reject(err);
-        this.blocked.length = 0;
-        this.blockedHead = 0;
-        const waiters = this.drainedWaiters;
-        this.drainedWaiters = [];
-        for (const w of waiters) w();
+        this.clearBlocked();
       }
     }
     this.maybeIdle();

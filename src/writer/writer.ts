@@ -379,14 +379,33 @@ export class CoreWalWriter {
     return n <= this.buf.length;
   }
 
-  /** Appends a Put. Returns the record's start position. */
-  appendPut(key: Uint8Array, value: Uint8Array): number {
+  /**
+   * The checks every Put append makes before anything is written (the writer is
+   * writable, key and value are bytes, the record fits `maxRecord`); returns the
+   * payload's length. No allocation: `appendPut` is the hottest path.
+   */
+  private putPayloadLength(key: Uint8Array, value: Uint8Array): number {
     this.checkWritable();
     if (!(key instanceof Uint8Array)) requireBytes(key, 'key');
     if (!(value instanceof Uint8Array)) requireBytes(value, 'value');
-    const klen = key.length;
-    const plen = PAYLOAD_HEADER_SIZE + 4 + klen + value.length;
+    const plen = PAYLOAD_HEADER_SIZE + 4 + key.length + value.length;
     if (plen > this.maxRecord) throw this.tooLarge(plen);
+    return plen;
+  }
+
+  /** As {@link CoreWalWriter.putPayloadLength}, for a Delete of `key`. */
+  private deletePayloadLength(key: Uint8Array): number {
+    this.checkWritable();
+    if (!(key instanceof Uint8Array)) requireBytes(key, 'key');
+    const plen = PAYLOAD_HEADER_SIZE + key.length;
+    if (plen > this.maxRecord) throw this.tooLarge(plen);
+    return plen;
+  }
+
+  /** Appends a Put. Returns the record's start position. */
+  appendPut(key: Uint8Array, value: Uint8Array): number {
+    const plen = this.putPayloadLength(key, value);
+    const klen = key.length;
     const rlen = RECORD_HEADER_SIZE + plen;
     if (!this.reserve(rlen)) return this.appendLarge(PerCoreWalEntry.put(this.core, 0, 0, key, value, 0));
     this.tick();
@@ -421,10 +440,7 @@ export class CoreWalWriter {
 
   /** Appends a Delete. Returns the record's start position. */
   appendDelete(key: Uint8Array): number {
-    this.checkWritable();
-    if (!(key instanceof Uint8Array)) requireBytes(key, 'key');
-    const plen = PAYLOAD_HEADER_SIZE + key.length;
-    if (plen > this.maxRecord) throw this.tooLarge(plen);
+    const plen = this.deletePayloadLength(key);
     const rlen = RECORD_HEADER_SIZE + plen;
     if (!this.reserve(rlen)) return this.appendLarge(PerCoreWalEntry.delete(this.core, 0, 0, key, 0));
     this.tick();
@@ -694,12 +710,8 @@ export class CoreWalWriter {
    * ```
    */
   appendPutViaStorageIo(key: Uint8Array, value: Uint8Array, sio: StorageIo, fd: IoFd): number {
-    this.checkWritable();
-    if (!(key instanceof Uint8Array)) requireBytes(key, 'key');
-    if (!(value instanceof Uint8Array)) requireBytes(value, 'value');
+    const plen = this.putPayloadLength(key, value);
     const klen = key.length;
-    const plen = PAYLOAD_HEADER_SIZE + 4 + klen + value.length;
-    if (plen > this.maxRecord) throw this.tooLarge(plen);
     const rlen = RECORD_HEADER_SIZE + plen;
     this.flushBufferVia(sio, fd);
     const rec = this.scratch(rlen);
@@ -715,10 +727,7 @@ export class CoreWalWriter {
 
   /** Appends a Delete through `sio`; see {@link CoreWalWriter.appendPutViaStorageIo}. */
   appendDeleteViaStorageIo(key: Uint8Array, sio: StorageIo, fd: IoFd): number {
-    this.checkWritable();
-    if (!(key instanceof Uint8Array)) requireBytes(key, 'key');
-    const plen = PAYLOAD_HEADER_SIZE + key.length;
-    if (plen > this.maxRecord) throw this.tooLarge(plen);
+    const plen = this.deletePayloadLength(key);
     const rlen = RECORD_HEADER_SIZE + plen;
     this.flushBufferVia(sio, fd);
     const rec = this.scratch(rlen);

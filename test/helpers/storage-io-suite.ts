@@ -4,10 +4,11 @@ import { constants } from 'node:os';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
 import {
-  CoreWalWriter, PerCoreWalEntry, PerCoreWalError, PerCoreWalReader, registerWriterSegment, scanSegment, StorageIoError,
+  CoreWalWriter, PerCoreWalEntry, PerCoreWalError, registerWriterSegment, scanSegment, StorageIoError,
 } from '../../src/index.js';
 import type { IoCompletion, IoFd, StorageIo } from '../../src/index.js';
 import { FaultInjectingStorageIo } from '../../src/testing/index.js';
+import { readCore } from './read-core.js';
 import { b, tempDir } from './tmp.js';
 
 export interface StorageIoFactoryOptions {
@@ -324,10 +325,7 @@ export function storageIoSuite(name: string, factory: StorageIoFactory): void {
       const sio = opts.sio ?? factory();
       return { w, sio, fd: registerWriterSegment(w, sio), p };
     };
-    const entries = (p: string): PerCoreWalEntry[] => {
-      const r = PerCoreWalReader.open(0, p);
-      try { return r.readAll(); } finally { r.close(); }
-    };
+    const entries = (p: string): PerCoreWalEntry[] => readCore(p, 0);
 
     test('boundary: append A, sync, append B, complete → syncedPosition is the end of A', async () => {
       const { w, sio, fd, p } = setup();

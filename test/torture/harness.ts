@@ -1,5 +1,5 @@
 import type { PerCoreWalEntry, WalOperation } from '../../src/index.js';
-import type { CrashOptions, Rng } from '../../src/testing/index.js';
+import type { CrashOptions, Rng, SimDisk } from '../../src/testing/index.js';
 
 /** A violated invariant, carrying the seed that replays it. */
 export class TortureFailure extends Error {
@@ -8,6 +8,19 @@ export class TortureFailure extends Error {
       (trail.length > 0 ? `\n  last steps:\n    ${trail.slice(-25).join('\n    ')}` : ''));
     this.name = 'TortureFailure';
   }
+}
+
+/** Unwinds a crash driver's run whose simulated power was cut; never escapes its `run()`. */
+export class PowerCutSignal extends Error {}
+
+/**
+ * A crash driver's failed check. After a power cut the process is dead: what it notices
+ * afterwards does not matter, so it unwinds with a {@link PowerCutSignal}; otherwise the
+ * check failed for real and throws a {@link TortureFailure} for `suite` and `seed`.
+ */
+export function failCrashRun(disk: SimDisk, suite: string, seed: number, message: string, trail: Trail): never {
+  if (disk.afterPowerCut !== null) throw new PowerCutSignal();
+  throw new TortureFailure(suite, seed, message, trail.all);
 }
 
 /** What one seed of a suite did. */

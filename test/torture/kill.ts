@@ -1,25 +1,29 @@
-import { spawn } from 'node:child_process';
+import { fork, spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { PerCoreWalConfig, PerCoreWalManager, recoverPerCore, scanSegment, type PerCoreWalEntry } from '../../src/index.js';
 import { Rng } from '../../src/testing/index.js';
+import { ingestValue, type IngestReport } from '../../src/worker/ingest-child.js';
 import { sameBytes, TortureFailure } from './harness.js';
 import { killKey, killValue } from './kill-values.js';
 
 const CHILD = fileURLToPath(new URL('./kill-child.js', import.meta.url));
+const INGEST_CHILD = fileURLToPath(new URL('../../src/worker/ingest-child.js', import.meta.url));
 
 /** What a kill target is: one segment written by a bare writer, or a manager's directory. */
 export type KillTarget =
   | { mode: 'writer'; segment: string }
   | { mode: 'manager'; dir: string; cores: number }
   | { mode: 'checkpoint'; dir: string; cores: number }
-  | { mode: 'group'; segment: string; backend: 'sync' | 'threadpool' | 'uring' };
+  | { mode: 'group'; segment: string; backend: 'sync' | 'threadpool' | 'uring' }
+  | { mode: 'pool'; dir: string; workers: number };
 
 /**
  * Spawns the child on `target`, lets it ingest for `ms` after it is ready, SIGKILLs it,
  * and returns the last acknowledgement line's fields (empty if none came).
  */
 async function runChild(
-  target: KillTarget, seed: number, ms: number, preallocate: number, fail: (m: string) => never, onAck: (fields: string[]) => void = () => {},
+  target: Exclude<KillTarget, { mode: 'pool' }>, seed: number, ms: number, preallocate: number, fail: (m: string) => never,
+  onAck: (fields: string[]) => void = () => {},
 ): Promise<string[]> {
   const args = target.mode === 'writer' ? ['writer', target.segment, String(seed), String(preallocate)]
     : target.mode === 'group' ? ['group', target.segment, String(seed), String(preallocate), target.backend]
@@ -75,6 +79,7 @@ function checkCore(entries: readonly PerCoreWalEntry[], c: number, acked: bigint
 export async function killRound(target: KillTarget, seed: number, ms: number, preallocate: number, suite = 'kill'): Promise<number> {
   const what = target.mode === 'writer' || target.mode === 'group' ? target.segment : target.dir;
   const fail = (m: string): never => { throw new TortureFailure(suite, seed, `${m} (${target.mode} ${what}, prealloc ${preallocate}, ${ms} ms)`); };
+  if (target.mode === 'pool') return poolRound(target, seed, ms, fail);
   if (target.mode === 'checkpoint') return checkpointRound(target, seed, ms, preallocate, fail);
   if (target.mode === 'group') return groupRound(target, seed, ms, preallocate, fail);
   const ack = await runChild(target, seed, ms, preallocate, fail);
@@ -151,6 +156,49 @@ async function groupRound(target: Extract<KillTarget, { mode: 'group' }>, seed: 
     if (e === undefined || !sameBytes(e.value(), killValue(seq))) fail(`acknowledged put ${seq} ${e === undefined ? 'lost' : 'has a wrong value'}`);
   }
   checkCore([...bySeq.values()], 0, -1n, fail);
+  return acked.length;
+}
+
+/**
+ * Pool mode: the worker-pool ingest child (`src/worker/ingest-child.js`: a `CoreWalPool`
+ * with many producers and a checkpoint every 100 ms) is SIGKILLed `ms` after it is ready;
+ * the recovered state must hold every put it reported durable, with its value.
+ */
+async function poolRound(target: Extract<KillTarget, { mode: 'pool' }>, seed: number, ms: number, fail: (m: string) => never): Promise<number> {
+  const wal = `${target.dir}/wal`, ckpt = `${target.dir}/checkpoints`;
+  const args = ['--dir', wal, '--checkpoint-dir', ckpt, '--checkpoint-ms', '100', '--workers', String(target.workers),
+    '--value-bytes', '48', '--report-ms', '5', '--prefix', `r${seed}-`];
+  const child = fork(INGEST_CHILD, args, { stdio: ['ignore', 'ignore', 'pipe', 'ipc'] });
+  const reap = (): void => { child.kill('SIGKILL'); };
+  process.on('exit', reap);
+  const acked: string[] = [];
+  let stderr = '';
+  let problem: string | null = null;
+  let timer: NodeJS.Timeout | undefined;
+  child.stderr?.on('data', (d: Buffer) => { stderr += d.toString(); });
+  child.on('message', (m: IngestReport) => {
+    if (m.type === 'ready' && timer === undefined) timer = setTimeout(() => child.kill('SIGKILL'), ms);
+    else if (m.type === 'acked') for (const k of m.keys) acked.push(k);
+    else if (m.type === 'error') problem ??= `${m.code}: ${m.message}`;
+  });
+  const status = await new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => {
+    child.on('exit', (code, signal) => resolve({ code, signal }));
+  });
+  if (timer !== undefined) clearTimeout(timer);
+  process.off('exit', reap);
+  if (problem !== null) fail(`pool child reported ${problem}`);
+  if (status.signal !== 'SIGKILL') fail(`pool child exited with ${status.code}/${status.signal} before the kill: ${stderr.slice(0, 2000)}`);
+  let rec;
+  try {
+    rec = recoverPerCore(wal, ckpt, target.workers);
+  } catch (e) {
+    if (acked.length === 0 && (e as { code?: string }).code === 'SEGMENT_NOT_FOUND') return 0;
+    return fail(`recovery after SIGKILL of the pool failed: ${String(e)}`);
+  }
+  for (const k of acked) {
+    const v = rec.state.get(k);
+    if (v === undefined || !ingestValue(k, 48).equals(Buffer.from(v))) fail(`acknowledged put ${k} ${v === undefined ? 'lost' : 'has a wrong value'} after recovery`);
+  }
   return acked.length;
 }
 

@@ -2,7 +2,7 @@ import {
   PerCoreWalConfig, PerCoreWalEntry, PerCoreWalError, PerCoreWalManager, scanSegment, type WalOperation,
 } from '../../src/index.js';
 import { Rng, SimDisk } from '../../src/testing/index.js';
-import { describeEntry, randomCrashOptions, sameOp, TortureFailure, Trail, type SeedResult, type TortureSuite } from './harness.js';
+import { describeEntry, failCrashRun, randomCrashOptions, sameOp, TortureFailure, Trail, type SeedResult, type TortureSuite } from './harness.js';
 
 interface Rec {
   maybe?: boolean;
@@ -21,9 +21,6 @@ interface Core {
 }
 
 const BASE = '/data/wal';
-
-/** Unwinds a run whose simulated power was cut; never escapes `run()`. */
-class PowerCutSignal extends Error {}
 
 /** Unwinds a cycle whose recovery failed with an injected I/O error. */
 class OpenFailed extends Error {}
@@ -75,9 +72,7 @@ export class ManagerCrashRun {
   }
 
   private fail(message: string): never {
-    // After a power cut the process is dead: what it notices afterwards does not matter.
-    if (this.disk.afterPowerCut !== null) throw new PowerCutSignal();
-    throw new TortureFailure(this.options.faults ? 'manager-faults' : 'manager-crash', this.seed, message, this.trail.all);
+    failCrashRun(this.disk, this.options.faults ? 'manager-faults' : 'manager-crash', this.seed, message, this.trail);
   }
 
   private check(cond: boolean, message: string): asserts cond {

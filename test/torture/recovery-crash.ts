@@ -3,7 +3,7 @@ import {
   scanSegment, type PerCoreRecoveredState,
 } from '../../src/index.js';
 import { Rng, SimDisk } from '../../src/testing/index.js';
-import { randomCrashOptions, sameBytes, TortureFailure, Trail, type SeedResult, type TortureSuite } from './harness.js';
+import { failCrashRun, randomCrashOptions, sameBytes, Trail, type SeedResult, type TortureSuite } from './harness.js';
 
 /** A state-changing record as the driver appended it. */
 interface Rec {
@@ -27,9 +27,6 @@ interface Snapshot {
   /** The records it folded in (marked covered once it is durable). */
   folds: Rec[];
 }
-
-/** Unwinds a run whose simulated power was cut; never escapes `run()`. */
-class PowerCutSignal extends Error {}
 
 const WAL = '/data/wal';
 const CKPT = '/data/checkpoints';
@@ -77,8 +74,7 @@ export class RecoveryCrashRun {
   }
 
   private fail(message: string): never {
-    if (this.disk.afterPowerCut !== null) throw new PowerCutSignal();
-    throw new TortureFailure('recovery-crash', this.seed, message, this.trail.all);
+    failCrashRun(this.disk, 'recovery-crash', this.seed, message, this.trail);
   }
 
   private check(cond: boolean, message: string): asserts cond {

@@ -3,7 +3,7 @@ import {
   type IoCompletion, type IoFd, type WalOperation,
 } from '../../src/index.js';
 import { FaultInjectingStorageIo, Rng, SimDisk, type HoldHandle } from '../../src/testing/index.js';
-import { describeEntry, randomCrashOptions, sameOp, TortureFailure, Trail, type SeedResult, type TortureSuite } from './harness.js';
+import { describeEntry, failCrashRun, PowerCutSignal, randomCrashOptions, sameOp, TortureFailure, Trail, type SeedResult, type TortureSuite } from './harness.js';
 
 interface Rec {
   pos: number;
@@ -14,9 +14,6 @@ interface Rec {
   syncedBoundary: number;
   op: WalOperation;
 }
-
-/** Unwinds a run whose simulated power was cut; never escapes `run()`. */
-class PowerCutSignal extends Error {}
 
 const SEG = '/wal/wal-0.log';
 
@@ -51,8 +48,7 @@ export class SioCrashRun {
   private get suite(): string { return this.options.faults ? 'sio-faults' : 'sio-crash'; }
 
   private fail(message: string): never {
-    if (this.disk.afterPowerCut !== null) throw new PowerCutSignal();
-    throw new TortureFailure(this.suite, this.seed, message, this.trail.all);
+    failCrashRun(this.disk, this.suite, this.seed, message, this.trail);
   }
 
   private check(cond: boolean, message: string): asserts cond {

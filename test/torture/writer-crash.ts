@@ -3,10 +3,7 @@ import {
   type CoreWalWriterOptions, type WalOperation,
 } from '../../src/index.js';
 import { Rng, SimDisk } from '../../src/testing/index.js';
-import { describeEntry, randomCrashOptions, sameOp, TortureFailure, Trail, type SeedResult, type TortureSuite } from './harness.js';
-
-/** Unwinds a run whose simulated power was cut; never escapes `run()`. */
-class PowerCutSignal extends Error {}
+import { describeEntry, failCrashRun, randomCrashOptions, sameOp, TortureFailure, Trail, type SeedResult, type TortureSuite } from './harness.js';
 
 /** One record as the driver appended it: what recovery must return at that index. */
 interface Expected {
@@ -73,9 +70,7 @@ export class WriterCrashRun {
   }
 
   private fail(message: string): never {
-    // After a power cut the process is dead: what it notices afterwards does not matter.
-    if (this.disk.afterPowerCut !== null) throw new PowerCutSignal();
-    throw new TortureFailure(this.options.faults ? 'writer-faults' : 'writer-crash', this.seed, message, this.trail.all);
+    failCrashRun(this.disk, this.options.faults ? 'writer-faults' : 'writer-crash', this.seed, message, this.trail);
   }
 
   private check(cond: boolean, message: string): asserts cond {
