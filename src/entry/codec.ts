@@ -1,5 +1,4 @@
 import { PerCoreWalError } from '../errors/errors.js';
-import { hi32, lo32 } from '../util/u64.js';
 import { PerCoreWalEntry, type WalOperation } from './entry.js';
 
 /**
@@ -207,4 +206,3 @@ export function decodePayloadBuffer(buf: Uint8Array): PerCoreWalEntry {
   return decodePayload(buf, new DataView(buf.buffer, buf.byteOffset, buf.byteLength), 0, buf.length);
 }
 
-export { hi32, lo32 };

@@ -1,6 +1,6 @@
 import { PerCoreWalError } from '../errors/errors.js';
 import { wallNowNs } from '../util/clock.js';
-import { hi32, joinU64, lo32, requireBytes, toCoreId, toI64, toU64, TWO_32 } from '../util/u64.js';
+import { hi32, joinU64, lo32, requireBytes, toCoreId, toI64, toU64 } from '../util/u64.js';
 
 /** What an entry does. u64/i64 values are `bigint`. */
 export type WalOperation =
@@ -140,14 +140,4 @@ export function commitOperation(
   if (out.size > 0xffff) throw new PerCoreWalError('INVALID_ARGUMENT', 'a commit holds at most 65535 sources');
   const wm = watermark === null || watermark === undefined ? null : toI64(watermark, 'watermark');
   return { type: 'commit', offsets: out, watermark: wm };
-}
-
-/** @internal Adds a non-negative delta (a safe integer) to a (hi, lo) pair; returns the new hi, writes lo to out[0]. */
-export function addSplit(hi: number, lo: number, delta: number, out: number[]): number {
-  const dHi = Math.floor(delta / TWO_32);
-  let l = lo + (delta - dHi * TWO_32);
-  let h = hi + dHi;
-  if (l >= TWO_32) { l -= TWO_32; h++; }
-  out[0] = l;
-  return h;
 }

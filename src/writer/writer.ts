@@ -180,7 +180,7 @@ export class CoreWalWriter {
           `segment ${path} has an invalid record at byte ${b.position} (${b.kind}); recover it with PerCoreWalManager.open or repair before appending`,
           { path, position: b.position, coreId: c });
       }
-      return CoreWalWriter.resume(c, path, scan.validEnd, scan.fileLen, scan.last, options, fs);
+      return CoreWalWriter.resume(c, path, scan.validEnd, scan.fileLen, scan.last, true, options, fs);
     }
     let fd: number;
     try {
@@ -209,6 +209,7 @@ export class CoreWalWriter {
     const reader = PerCoreWalReader.open(c, path, { fs, maxRecordSize: options.maxRecordSize });
     let last: PerCoreWalEntry | null = null;
     let fileLen: number;
+    let restIsZeros: boolean;
     try {
       fileLen = reader.fileLen();
       while (reader.position() < pos) {
@@ -223,10 +224,12 @@ export class CoreWalWriter {
       if (reader.position() !== pos) {
         throw new PerCoreWalError('INVALID_POSITION', `position ${pos} is not a record boundary in ${path}`, { path, position: pos, coreId: c });
       }
+      // The reader says `eof` only when nothing but zeros follows: preallocated space to keep.
+      restIsZeros = reader.readNext().kind === 'eof';
     } finally {
       reader.close();
     }
-    return CoreWalWriter.resume(c, path, pos, fileLen, last, options, fs);
+    return CoreWalWriter.resume(c, path, pos, fileLen, last, restIsZeros, options, fs);
   }
 
   /**
@@ -239,11 +242,13 @@ export class CoreWalWriter {
     requirePath(scan.path);
     const pos = toPosition(scan.validEnd, 'validEnd');
     assert(pos <= scan.fileLen, 'a scan ends within its file');
-    return CoreWalWriter.resume(c, scan.path, pos, scan.fileLen, scan.last, options, options.fs ?? realFs);
+    // A clean scan ended in `eof`, so only zeros follow `validEnd`.
+    return CoreWalWriter.resume(c, scan.path, pos, scan.fileLen, scan.last, scan.tail === 'clean', options, options.fs ?? realFs);
   }
 
   private static resume(
-    c: number, path: string, pos: number, fileLen: number, last: PerCoreWalEntry | null, options: CoreWalWriterOptions, fs: WalFs,
+    c: number, path: string, pos: number, fileLen: number, last: PerCoreWalEntry | null, restIsZeros: boolean,
+    options: CoreWalWriterOptions, fs: WalFs,
   ): CoreWalWriter {
     let fd: number;
     try {
@@ -253,12 +258,11 @@ export class CoreWalWriter {
     }
     let len = fileLen;
     try {
-      if (fileLen > pos) {
-        // Keep preallocated zeros; cut anything else so it can never read as records.
-        if (!CoreWalWriter.zerosFrom(fs, fd, pos, fileLen)) {
-          fs.ftruncateSync(fd, pos);
-          len = pos;
-        }
+      // Keep preallocated zeros (the caller's reader has checked them); cut anything else so
+      // it can never read as records.
+      if (fileLen > pos && !restIsZeros) {
+        fs.ftruncateSync(fd, pos);
+        len = pos;
       }
       // What is in the file now becomes durable before anything is appended after it.
       fs.fdatasyncSync(fd);
@@ -276,17 +280,6 @@ export class CoreWalWriter {
     if (options.minSequence !== undefined) w.raiseSequence(toU64(options.minSequence, 'minSequence'));
     if (options.minTimestampNs !== undefined) w.raiseTimestamp(toU64(options.minTimestampNs, 'minTimestampNs'));
     return w;
-  }
-
-  private static zerosFrom(fs: WalFs, fd: number, from: number, to: number): boolean {
-    const chunk = Buffer.allocUnsafe(Math.min(1 << 20, Math.max(1, to - from)));
-    for (let at = from; at < to; ) {
-      const n = fs.readSync(fd, chunk, 0, Math.min(chunk.length, to - at), at);
-      if (n <= 0) return false;
-      for (let i = 0; i < n; i++) if (chunk[i] !== 0) return false;
-      at += n;
-    }
-    return true;
   }
 
   coreId(): number { return this.core; }
