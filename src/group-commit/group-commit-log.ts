@@ -28,6 +28,14 @@ export interface GroupCommitOptions {
    * group, their writes overlapping its datasync. Default 1 MiB.
    */
   maxGroupBytes?: number;
+  /**
+   * Datasyncs in flight at once. With more than one, a group's write and datasync start
+   * while the previous group's datasync still runs, and concurrent callers settle into
+   * that many cohorts taking turns: one on the disk while the next appends. A group's
+   * callers still resolve only once its datasync, every write below it and every earlier
+   * datasync have completed. Default 2; 1 is strict alternation.
+   */
+  maxSyncsInFlight?: number;
 }
 
 export interface GroupCommitLogOptions extends GroupCommitOptions {
@@ -108,6 +116,8 @@ export class GroupCommitLog {
   private readonly ownsFd: boolean;
   private readonly maxDelay: number;
   private readonly maxBytes: number;
+  private readonly maxSyncs: number;
+  private readonly cohorts: number;
   private readonly dispatcher: Dispatcher;
   // Waiters in append order, so in position order: resolved as syncedPosition passes qEnd.
   private qStart: number[] = [];
@@ -117,7 +127,16 @@ export class GroupCommitLog {
   private qHead = 0;
   private deferred: Deferred[] = [];
   private groupBytes = 0;
+  private groupRecords = 0;
   private groupOpenedAt = -1;
+  /** End of the last group submitted (its datasync's boundary). */
+  private submitted = 0;
+  /**
+   * Records at which a group is cut mid-turn: the callers seen waiting at the last
+   * completion, shared among `maxSyncs` cohorts (so each cohort's write and datasync
+   * overlap the others' appends). Unknown (never cut) until a first completion.
+   */
+  private cut = Infinity;
   private scheduled = false;
   private timer: NodeJS.Timeout | null = null;
   private failure: PerCoreWalError | null = null;
@@ -131,16 +150,22 @@ export class GroupCommitLog {
   private constructor(writer: CoreWalWriter, options: GroupCommitOptions, ownsWriter: boolean) {
     this.maxDelay = options.maxDelayMs ?? 0;
     this.maxBytes = options.maxGroupBytes ?? 1 << 20;
+    this.maxSyncs = options.maxSyncsInFlight ?? 2;
+    this.cohorts = (options as { cohorts?: number }).cohorts ?? this.maxSyncs;
     if (typeof this.maxDelay !== 'number' || !(this.maxDelay >= 0) || !Number.isFinite(this.maxDelay)) {
       throw new PerCoreWalError('INVALID_ARGUMENT', `maxDelayMs must be a finite number >= 0, got ${String(options.maxDelayMs)}`);
     }
     if (!Number.isSafeInteger(this.maxBytes) || this.maxBytes < 1) {
       throw new PerCoreWalError('INVALID_ARGUMENT', `maxGroupBytes must be a positive integer, got ${String(options.maxGroupBytes)}`);
     }
+    if (!Number.isSafeInteger(this.maxSyncs) || this.maxSyncs < 1) {
+      throw new PerCoreWalError('INVALID_ARGUMENT', `maxSyncsInFlight must be a positive integer, got ${String(options.maxSyncsInFlight)}`);
+    }
     if (options.fd !== undefined && options.storageIo === undefined) {
       throw new PerCoreWalError('INVALID_ARGUMENT', 'fd is the segment registered with storageIo: pass storageIo too');
     }
     this.w = writer;
+    this.submitted = writer.syncedPosition();
     this.ownsWriter = ownsWriter;
     this.ownsSio = options.storageIo === undefined;
     this.sio = options.storageIo ?? new ThreadPoolStorageIo();
@@ -289,9 +314,9 @@ export class GroupCommitLog {
     this.nRecords++;
     if (this.groupOpenedAt < 0) this.groupOpenedAt = performance.now();
     this.groupBytes += end - start;
-    // A full group goes now, while the rest of this turn's callers form the next one:
-    // their appends then overlap its datasync instead of waiting behind it.
-    if (this.groupBytes >= this.maxBytes && !this.w.isSyncPending()) {
+    // A full group (or a full cohort) goes now, while the rest of this turn's callers form
+    // the next one: their appends then overlap its datasync instead of waiting behind it.
+    if ((this.groupBytes >= this.maxBytes || ++this.groupRecords >= this.cut) && this.w.syncsInFlight() < this.maxSyncs) {
       this.maybeCommit();
       this.dispatcher.run();
     }
@@ -338,8 +363,9 @@ export class GroupCommitLog {
   }
 
   private maybeCommit(): void {
-    if (this.failure !== null || this.w.isSyncPending() || this.qHead === this.qEnd.length) return;
-    if (this.maxDelay > 0 && this.groupBytes < this.maxBytes) {
+    if (this.failure !== null || this.w.syncsInFlight() >= this.maxSyncs || this.qHead === this.qEnd.length
+      || this.w.position() <= this.submitted) return;
+    if (this.maxDelay > 0 && this.groupBytes < this.maxBytes && this.groupRecords < this.cut) {
       const wait = this.groupOpenedAt + this.maxDelay - performance.now();
       if (wait > 0) {
         this.timer ??= setTimeout(this.onTimer, wait);
@@ -348,7 +374,7 @@ export class GroupCommitLog {
     }
     if (this.timer !== null) { clearTimeout(this.timer); this.timer = null; }
     try {
-      this.w.syncViaStorageIo(this.sio, this.fd);
+      this.w.syncViaStorageIoPipelined(this.sio, this.fd);
     } catch (e) {
       // No room for the datasync: it goes once completions free some.
       if ((e as PerCoreWalError).code === 'BACKPRESSURE') return;
@@ -356,7 +382,9 @@ export class GroupCommitLog {
       return;
     }
     this.nGroups++;
+    this.submitted = this.w.position();
     this.groupBytes = 0;
+    this.groupRecords = 0;
     this.groupOpenedAt = -1;
   }
 
@@ -378,7 +406,10 @@ export class GroupCommitLog {
       this.failWith(e);
       return;
     }
+    const waiting = this.qEnd.length - this.qHead;
     this.resolveDurable();
+    // Every caller waiting now will append again soon: that many records make a round.
+    if (this.qEnd.length - this.qHead < waiting) this.cut = Math.ceil(waiting / this.cohorts);
     if (this.deferred.length > 0) this.retryDeferred();
     this.maybeCommit();
   }

@@ -383,6 +383,8 @@ export class FaultInjectingStorageIo implements StorageIo {
     this.innerToOuter.set(inner, token);
     this.meta.set(token, { op, fd });
     this.log.push({ token, op, fd, offset, length, fault });
+    // A waiter that saw the inner backend idle (e.g. only held completions left) must now watch it.
+    this.wake();
     return token;
   }
 
@@ -442,6 +444,8 @@ export class FaultInjectingStorageIo implements StorageIo {
     // Remember the fd for 'acrossFds' reordering.
     FD_OF.set(c, m.fd);
     this.ready.push(c);
+    // Injected completions are routed at submission: a waiter must see them.
+    this.wake();
   }
 
   private holding(): boolean {

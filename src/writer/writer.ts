@@ -98,7 +98,8 @@ export class CoreWalWriter {
   private readonly baseHi: number;
   private readonly baseLo: number;
   private readonly basePerf: number;
-  // StorageIo path: a FIFO of submitted writes, and at most one datasync.
+  // StorageIo path: a FIFO of submitted writes, and one of datasyncs (one at a time through
+  // `syncViaStorageIo`; several through `syncViaStorageIoPipelined`).
   private wTok: number[] = [];
   private wEnd: number[] = [];
   private wLen: number[] = [];
@@ -106,10 +107,15 @@ export class CoreWalWriter {
   private wHead = 0;
   /** Everything below this offset has been written and completed. */
   private written: number;
-  private syncTok = -1;
-  private syncBoundary = 0;
+  /** Datasyncs in flight, in submission order: token, boundary, and whether it completed (well). */
+  private sTok: number[] = [];
+  private sBound: number[] = [];
+  private sOk: boolean[] = [];
   /**
-   * Boundary of the newest datasync that completed. `syncedPosition` is
+   * Boundary of the newest datasync that completed, every datasync before it having
+   * completed well too (in submission order: a later datasync's success proves nothing
+   * while an earlier one may yet fail, as the kernel reports a writeback error to one
+   * fdatasync of the file only). `syncedPosition` is
    * min(syncCover, written): a datasync's boundary counts once every write below it has
    * completed, even when those completions are polled after the datasync's.
    */
@@ -879,10 +885,26 @@ export class CoreWalWriter {
    */
   syncViaStorageIo(sio: StorageIo, fd: IoFd): number {
     this.checkWritable();
-    if (this.syncTok >= 0) {
+    if (this.sTok.length > 0) {
       throw new PerCoreWalError('SYNC_IN_FLIGHT', `a datasync is already pending on core ${this.core} (${this.segPath})`,
         { coreId: this.core, path: this.segPath });
     }
+    return this.submitSync(sio, fd);
+  }
+
+  /**
+   * As {@link CoreWalWriter.syncViaStorageIo}, but while earlier datasyncs are still in
+   * flight (a pipeline: the next group's write and datasync overlap the previous one's).
+   * `syncedPosition()` still moves to a datasync's boundary only once it, every write
+   * below the boundary and every datasync submitted before it have completed well; a
+   * failure of any of them poisons the writer. {@link GroupCommitLog} uses it.
+   */
+  syncViaStorageIoPipelined(sio: StorageIo, fd: IoFd): number {
+    this.checkWritable();
+    return this.submitSync(sio, fd);
+  }
+
+  private submitSync(sio: StorageIo, fd: IoFd): number {
     this.flushBufferVia(sio, fd);
     const boundary = this.bufStart;
     let token: number;
@@ -891,8 +913,9 @@ export class CoreWalWriter {
     } catch (err) {
       throw this.refused(err, 'a datasync', boundary);
     }
-    this.syncTok = token;
-    this.syncBoundary = boundary;
+    this.sTok.push(token);
+    this.sBound.push(boundary);
+    this.sOk.push(false);
     this.sinceSync = 0;
     try {
       sio.flush();
@@ -904,13 +927,16 @@ export class CoreWalWriter {
     return token;
   }
 
-  isSyncPending(): boolean { return this.syncTok >= 0; }
+  isSyncPending(): boolean { return this.sTok.length > 0; }
+
+  /** Datasyncs submitted through StorageIo and not yet completed. */
+  syncsInFlight(): number { return this.sTok.length; }
 
   /** Writes (records and preallocation) submitted through StorageIo and not yet completed. */
   writesInFlight(): number { return this.wTok.length - this.wHead + this.zTok.length; }
 
   private storageIoBusy(): boolean {
-    return this.wHead < this.wTok.length || this.syncTok >= 0 || this.zTok.length > 0;
+    return this.wHead < this.wTok.length || this.sTok.length > 0 || this.zTok.length > 0;
   }
 
   /**
@@ -926,17 +952,20 @@ export class CoreWalWriter {
     const wasPoisoned = this.poison !== null;
     for (let i = 0; i < completions.length; i++) {
       const c = completions[i]!;
-      if (c.token === this.syncTok) {
-        this.syncTok = -1;
-        syncCompleted = true;
-        if (c.result < 0) {
-          failure = this.worse(failure, new PerCoreWalError('IO', `datasync failed on ${this.segPath} (core ${this.core}): errno ${-c.result}`,
-            { coreId: this.core, path: this.segPath, position: this.syncBoundary, errno: -c.result }), wasPoisoned);
+      if (this.sTok.length > 0) {
+        const k = this.sTok.indexOf(c.token);
+        if (k >= 0) {
+          syncCompleted = true;
+          if (c.result < 0) {
+            failure = this.worse(failure, new PerCoreWalError('IO', `datasync failed on ${this.segPath} (core ${this.core}): errno ${-c.result}`,
+              { coreId: this.core, path: this.segPath, position: this.sBound[k]!, errno: -c.result }), wasPoisoned);
+            this.sTok.splice(k, 1); this.sBound.splice(k, 1); this.sOk.splice(k, 1);
+          } else {
+            this.sOk[k] = true;
+          }
+          this.retireSyncs();
           continue;
         }
-        if (this.syncBoundary > this.syncCover) this.syncCover = this.syncBoundary;
-        this.advanceSynced();
-        continue;
       }
       const idx = this.findWrite(c.token);
       if (idx >= 0) {
@@ -1003,6 +1032,18 @@ export class CoreWalWriter {
       this.wTok.splice(0, this.wHead); this.wEnd.splice(0, this.wHead); this.wLen.splice(0, this.wHead); this.wDone.splice(0, this.wHead);
       this.wHead = 0;
     }
+    this.advanceSynced();
+  }
+
+  /** Datasyncs that completed well, every one before them having completed too, leave the FIFO and cover their boundary. */
+  private retireSyncs(): void {
+    let n = 0;
+    while (n < this.sTok.length && this.sOk[n]) {
+      if (this.sBound[n]! > this.syncCover) this.syncCover = this.sBound[n]!;
+      n++;
+    }
+    if (n === 0) return;
+    this.sTok.splice(0, n); this.sBound.splice(0, n); this.sOk.splice(0, n);
     this.advanceSynced();
   }
 
