@@ -32,7 +32,8 @@ async function pump(w: CoreWalWriter, sio: StorageIo, cond: () => boolean): Prom
   for (const deadline = Date.now() + 10_000; !cond(); ) {
     if (Date.now() > deadline) assert.fail('timed out pumping completions');
     sio.flush();
-    await sio.waitForCompletions();
+    // Bounded: once only held completions are left, nothing would wake the wait.
+    await Promise.race([sio.waitForCompletions(), sleep(5)]);
     done.length = 0;
     sio.pollCompletions(done);
     if (done.length === 0) { await sleep(1); continue; }
@@ -53,6 +54,8 @@ test('writer: a later datasync completing first does not move syncedPosition pas
   w.appendPutViaStorageIo(b('a'), b('1'), fio, fd);
   w.syncViaStorageIoPipelined(fio, fd);
   const first = w.position();
+  // The first datasync ran and its completion is held before the second is submitted.
+  await pump(w, fio, () => hold.held === 1);
   w.appendPutViaStorageIo(b('b'), b('2'), fio, fd);
   w.syncViaStorageIoPipelined(fio, fd);
   const second = w.position();
@@ -269,6 +272,10 @@ test('group commit: under reordered and delayed completions no caller resolves b
         ends.push(end);
         maxInFlight = Math.max(maxInFlight, log.writer().syncsInFlight());
         await pr;
+        // Callers that come back at different times: records keep arriving while datasyncs run.
+        const pause = (id + i) % 4;
+        if (pause === 1) await new Promise((r) => setImmediate(r));
+        else if (pause === 2) await sleep(1);
         resolved++;
         if (check.provenDurable() < end) violations++;
       }
@@ -286,4 +293,32 @@ test('group commit: under reordered and delayed completions no caller resolves b
 test('group commit: maxSyncsInFlight is validated', () => {
   assert.throws(() => GroupCommitLog.open(seg(), { maxSyncsInFlight: 0 }), (e) => codeOf(e) === 'INVALID_ARGUMENT');
   assert.throws(() => GroupCommitLog.open(seg(), { maxSyncsInFlight: 1.5 }), (e) => codeOf(e) === 'INVALID_ARGUMENT');
+});
+
+test('writer: zero-fills ahead while datasyncs are small, lets the file grow while they are large', async () => {
+  const fio = new FaultInjectingStorageIo(new ThreadPoolStorageIo());
+  const w = CoreWalWriter.create(0, seg(), { preallocate: 1 << 20 });
+  const fd = registerWriterSegment(w, fio);
+  const zeros = (): number => fio.log.filter((e) => e.op === 'zeros').length;
+  const round = async (records: number, valueLen: number): Promise<void> => {
+    for (let i = 0; i < records; i++) w.appendPut(b('k'), Buffer.alloc(valueLen, 1));
+    w.flushViaStorageIo(fio, fd);
+    w.syncViaStorageIo(fio, fd);
+    await pump(w, fio, () => !w.isSyncPending() && w.writesInFlight() === 0);
+  };
+  // Small datasyncs: one zero-fill covers the next megabyte.
+  for (let r = 0; r < 20; r++) await round(1, 100);
+  assert.equal(zeros(), 1);
+  // Datasyncs of 256 KiB each (a quarter of the step): past the first two, no more zeros.
+  for (let r = 0; r < 12; r++) await round(64, 4096);
+  const afterLarge = zeros();
+  assert.ok(afterLarge <= 2, `zero-fills while datasyncs were large: ${afterLarge}`);
+  assert.ok(fio.log.filter((e) => e.op === 'write').length > 12);
+  // Small again: zero-filling resumes once the running mean has come down.
+  for (let r = 0; r < 20; r++) await round(1, 100);
+  assert.ok(zeros() > afterLarge);
+  assert.equal(w.syncedPosition(), w.position());
+  fio.close();
+  w.close();
+  assert.equal(readCore(w.path(), 0).length, 20 + 12 * 64 + 20);
 });

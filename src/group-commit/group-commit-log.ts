@@ -17,23 +17,25 @@ export interface GroupCommitOptions {
   /**
    * When the disk is idle, how long the first record of a group waits for company
    * before the group's datasync is submitted. Default 0: at the next turn of the event
-   * loop, so every append made in the same turn shares the datasync. While a datasync is
-   * in flight, new records form the next group, submitted the moment it completes (but
-   * not before `maxDelayMs` has passed since that group's first record).
+   * loop, so every append made in the same turn shares the datasync. While
+   * `maxSyncsInFlight` datasyncs are in flight, new records form the next group, submitted
+   * the moment one completes (but not before `maxDelayMs` has passed since that group's
+   * first record).
    */
   maxDelayMs?: number;
   /**
-   * A group is submitted as soon as it holds this many bytes and no datasync is in flight,
-   * without waiting out `maxDelayMs` or the end of the turn; later records form the next
-   * group, their writes overlapping its datasync. Default 1 MiB.
+   * A group is submitted as soon as it holds this many bytes (and fewer than
+   * `maxSyncsInFlight` datasyncs are in flight), without waiting out `maxDelayMs` or the
+   * end of the turn; later records form the next group. Default 8 MiB.
    */
   maxGroupBytes?: number;
   /**
-   * Datasyncs in flight at once. With more than one, a group's write and datasync start
-   * while the previous group's datasync still runs, and concurrent callers settle into
-   * that many cohorts taking turns: one on the disk while the next appends. A group's
-   * callers still resolve only once its datasync, every write below it and every earlier
-   * datasync have completed. Default 2; 1 is strict alternation.
+   * Datasyncs in flight at once. With 2 (the default), records that arrive while a
+   * datasync runs — a late caller, a second cohort of callers — start their own write and
+   * datasync at the end of their turn instead of waiting for it: the kernel and the disk
+   * overlap the second one's writeback with the first one's flush. A group's callers still
+   * resolve only once its datasync, every write below it and every datasync submitted
+   * before it have completed well. 1: strictly one after the other.
    */
   maxSyncsInFlight?: number;
 }
@@ -117,7 +119,6 @@ export class GroupCommitLog {
   private readonly maxDelay: number;
   private readonly maxBytes: number;
   private readonly maxSyncs: number;
-  private readonly cohorts: number;
   private readonly dispatcher: Dispatcher;
   // Waiters in append order, so in position order: resolved as syncedPosition passes qEnd.
   private qStart: number[] = [];
@@ -127,16 +128,9 @@ export class GroupCommitLog {
   private qHead = 0;
   private deferred: Deferred[] = [];
   private groupBytes = 0;
-  private groupRecords = 0;
   private groupOpenedAt = -1;
   /** End of the last group submitted (its datasync's boundary). */
   private submitted = 0;
-  /**
-   * Records at which a group is cut mid-turn: the callers seen waiting at the last
-   * completion, shared among `maxSyncs` cohorts (so each cohort's write and datasync
-   * overlap the others' appends). Unknown (never cut) until a first completion.
-   */
-  private cut = Infinity;
   private scheduled = false;
   private timer: NodeJS.Timeout | null = null;
   private failure: PerCoreWalError | null = null;
@@ -149,9 +143,8 @@ export class GroupCommitLog {
 
   private constructor(writer: CoreWalWriter, options: GroupCommitOptions, ownsWriter: boolean) {
     this.maxDelay = options.maxDelayMs ?? 0;
-    this.maxBytes = options.maxGroupBytes ?? 1 << 20;
+    this.maxBytes = options.maxGroupBytes ?? 8 << 20;
     this.maxSyncs = options.maxSyncsInFlight ?? 2;
-    this.cohorts = (options as { cohorts?: number }).cohorts ?? this.maxSyncs;
     if (typeof this.maxDelay !== 'number' || !(this.maxDelay >= 0) || !Number.isFinite(this.maxDelay)) {
       throw new PerCoreWalError('INVALID_ARGUMENT', `maxDelayMs must be a finite number >= 0, got ${String(options.maxDelayMs)}`);
     }
@@ -314,9 +307,9 @@ export class GroupCommitLog {
     this.nRecords++;
     if (this.groupOpenedAt < 0) this.groupOpenedAt = performance.now();
     this.groupBytes += end - start;
-    // A full group (or a full cohort) goes now, while the rest of this turn's callers form
-    // the next one: their appends then overlap its datasync instead of waiting behind it.
-    if ((this.groupBytes >= this.maxBytes || ++this.groupRecords >= this.cut) && this.w.syncsInFlight() < this.maxSyncs) {
+    // A full group goes now, while the rest of this turn's callers form the next one:
+    // their appends then overlap its datasync instead of waiting behind it.
+    if (this.groupBytes >= this.maxBytes && this.w.syncsInFlight() < this.maxSyncs) {
       this.maybeCommit();
       this.dispatcher.run();
     }
@@ -365,7 +358,7 @@ export class GroupCommitLog {
   private maybeCommit(): void {
     if (this.failure !== null || this.w.syncsInFlight() >= this.maxSyncs || this.qHead === this.qEnd.length
       || this.w.position() <= this.submitted) return;
-    if (this.maxDelay > 0 && this.groupBytes < this.maxBytes && this.groupRecords < this.cut) {
+    if (this.maxDelay > 0 && this.groupBytes < this.maxBytes) {
       const wait = this.groupOpenedAt + this.maxDelay - performance.now();
       if (wait > 0) {
         this.timer ??= setTimeout(this.onTimer, wait);
@@ -384,7 +377,6 @@ export class GroupCommitLog {
     this.nGroups++;
     this.submitted = this.w.position();
     this.groupBytes = 0;
-    this.groupRecords = 0;
     this.groupOpenedAt = -1;
   }
 
@@ -406,10 +398,7 @@ export class GroupCommitLog {
       this.failWith(e);
       return;
     }
-    const waiting = this.qEnd.length - this.qHead;
     this.resolveDurable();
-    // Every caller waiting now will append again soon: that many records make a round.
-    if (this.qEnd.length - this.qHead < waiting) this.cut = Math.ceil(waiting / this.cohorts);
     if (this.deferred.length > 0) this.retryDeferred();
     this.maybeCommit();
   }

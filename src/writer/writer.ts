@@ -22,7 +22,10 @@ export interface CoreWalWriterOptions {
   /**
    * Zero-fill the segment this many bytes ahead of the write position (0 turns it off).
    * An fdatasync that does not grow the file skips the metadata write, which is most of
-   * the cost of a sync-per-record workload. Default 4 MiB.
+   * the cost of a sync-per-record workload. Syncs that carry much data gain little from
+   * it and pay for the zeros (a datasync writes them back too), so it is skipped for
+   * them: a direct `sync()` of a quarter of this or more, and on the StorageIo path while
+   * datasyncs cover a sixteenth of it or more each (on average). Default 4 MiB.
    */
   preallocate?: number;
   /** Starting epoch for a new segment (an existing one resumes from its last entry if higher). */
@@ -111,6 +114,9 @@ export class CoreWalWriter {
   private sTok: number[] = [];
   private sBound: number[] = [];
   private sOk: boolean[] = [];
+  /** Boundary of the last datasync submitted through StorageIo, and the bytes recent ones covered (a running mean). */
+  private lastSyncAt = 0;
+  private syncSpan = 0;
   /**
    * Boundary of the newest datasync that completed, every datasync before it having
    * completed well too (in submission order: a later datasync's success proves nothing
@@ -156,6 +162,7 @@ export class CoreWalWriter {
     this.synced = position;
     this.written = position;
     this.syncCover = position;
+    this.lastSyncAt = position;
     this.allocatedEnd = fileLen;
     this.basePerf = CLOCK_ANCHOR_PERF;
     this.baseHi = hi32(CLOCK_ANCHOR_WALL_NS);
@@ -841,6 +848,10 @@ export class CoreWalWriter {
    */
   private preallocateVia(sio: StorageIo, fd: IoFd, end: number): void {
     if (this.preallocStep === 0 || end <= this.allocatedEnd) return;
+    // Datasyncs that each carry this much data gain less from skipping one metadata write
+    // than the zeros cost them (every zero-filled byte is written back by a datasync too):
+    // while they do, the file just grows.
+    if (this.syncSpan >= this.preallocStep >> 4) return;
     const from = Math.max(this.allocatedEnd, this.bufStart);
     const to = end + this.preallocStep;
     try {
@@ -916,6 +927,8 @@ export class CoreWalWriter {
     this.sTok.push(token);
     this.sBound.push(boundary);
     this.sOk.push(false);
+    this.syncSpan = (this.syncSpan + boundary - this.lastSyncAt) / 2;
+    this.lastSyncAt = boundary;
     this.sinceSync = 0;
     try {
       sio.flush();
