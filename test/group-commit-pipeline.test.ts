@@ -306,19 +306,22 @@ test('writer: zero-fills ahead while datasyncs are small, lets the file grow whi
     w.syncViaStorageIo(fio, fd);
     await pump(w, fio, () => !w.isSyncPending() && w.writesInFlight() === 0);
   };
-  // Small datasyncs: one zero-fill covers the next megabyte.
+  // Small datasyncs: a zero-filled piece (no more than 128 KiB) stays ahead of them.
   for (let r = 0; r < 20; r++) await round(1, 100);
   assert.equal(zeros(), 1);
-  // Datasyncs of 256 KiB each (a quarter of the step): past the first two, no more zeros.
-  for (let r = 0; r < 12; r++) await round(64, 4096);
+  assert.ok(fio.log.find((e) => e.op === 'zeros')!.length <= 128 * 1024 + 200);
+  for (let r = 0; r < 1000; r++) await round(1, 100);
+  assert.ok(zeros() > 1 && zeros() < 8, `one zero-fill per 64 KiB or so: ${zeros()}`);
+  // Datasyncs of 256 KiB each (a quarter of the step): past the first one, no more zeros.
+  await round(64, 4096);
   const afterLarge = zeros();
-  assert.ok(afterLarge <= 2, `zero-fills while datasyncs were large: ${afterLarge}`);
-  assert.ok(fio.log.filter((e) => e.op === 'write').length > 12);
+  for (let r = 0; r < 12; r++) await round(64, 4096);
+  assert.equal(zeros(), afterLarge, 'no zero-fill while datasyncs are large');
   // Small again: zero-filling resumes once the running mean has come down.
   for (let r = 0; r < 20; r++) await round(1, 100);
   assert.ok(zeros() > afterLarge);
   assert.equal(w.syncedPosition(), w.position());
   fio.close();
   w.close();
-  assert.equal(readCore(w.path(), 0).length, 20 + 12 * 64 + 20);
+  assert.equal(readCore(w.path(), 0).length, 20 + 1000 + 13 * 64 + 20);
 });

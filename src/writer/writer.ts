@@ -20,12 +20,14 @@ export interface CoreWalWriterOptions {
   /** Largest payload accepted. Default 256 MiB. */
   maxRecordSize?: number;
   /**
-   * Zero-fill the segment this many bytes ahead of the write position (0 turns it off).
-   * An fdatasync that does not grow the file skips the metadata write, which is most of
-   * the cost of a sync-per-record workload. Syncs that carry much data gain little from
+   * Zero-fill the segment up to this many bytes ahead of the write position (0 turns it
+   * off). An fdatasync that does not grow the file skips the metadata write, which is most
+   * of the cost of a sync-per-record workload. Syncs that carry much data gain little from
    * it and pay for the zeros (a datasync writes them back too), so it is skipped for
    * them: a direct `sync()` of a quarter of this or more, and on the StorageIo path while
-   * datasyncs cover a sixteenth of it or more each (on average). Default 4 MiB.
+   * datasyncs cover a sixteenth of it or more each (on average). The StorageIo path fills
+   * in pieces of about two datasyncs' worth (64 KiB at least), so that no datasync carries
+   * megabytes of zeros. Default 4 MiB.
    */
   preallocate?: number;
   /** Starting epoch for a new segment (an existing one resumes from its last entry if higher). */
@@ -46,6 +48,8 @@ export interface CoreWalWriterOptions {
 
 const DEFAULT_BUFFER = 64 * 1024;
 const DEFAULT_PREALLOCATE = 4 * 1024 * 1024;
+/** Smallest zero-fill on the StorageIo path (see `preallocateVia`). */
+const PREALLOC_PIECE_MIN = 64 * 1024;
 const PUT_FIXED = RECORD_HEADER_SIZE + PAYLOAD_HEADER_SIZE + 4;
 const DELETE_FIXED = RECORD_HEADER_SIZE + PAYLOAD_HEADER_SIZE;
 let zeroChunk: Buffer | null = null;
@@ -842,18 +846,23 @@ export class CoreWalWriter {
   }
 
   /**
-   * Zero-fills the segment `preallocate` bytes past `end` through `sio`, ahead of the
-   * records that will overwrite it: an fdatasync that does not grow the file skips the
-   * metadata write. The backend runs it before every later write on the fd.
+   * Zero-fills the segment ahead of `end` through `sio`, ahead of the records that will
+   * overwrite it: an fdatasync that does not grow the file skips the metadata write. The
+   * backend runs it before every later write on the fd. Every zero-filled byte is written
+   * back by the next datasync too, so the zeros go in small pieces — about two datasyncs'
+   * worth (64 KiB at least, `preallocate / 2` at most), whenever the zero-filled region
+   * ahead is shorter than one piece — rather than `preallocate` bytes at once, which
+   * would make one datasync in many carry megabytes of zeros (a commit-latency outlier).
    */
   private preallocateVia(sio: StorageIo, fd: IoFd, end: number): void {
-    if (this.preallocStep === 0 || end <= this.allocatedEnd) return;
+    if (this.preallocStep === 0) return;
+    const piece = Math.min(Math.max(1, Math.ceil(2 * this.syncSpan / PREALLOC_PIECE_MIN)) * PREALLOC_PIECE_MIN, this.preallocStep >> 1);
+    if (end + piece <= this.allocatedEnd) return;
     // Datasyncs that each carry this much data gain less from skipping one metadata write
-    // than the zeros cost them (every zero-filled byte is written back by a datasync too):
-    // while they do, the file just grows.
+    // than the zeros cost them: while they do, the file just grows.
     if (this.syncSpan >= this.preallocStep >> 4) return;
     const from = Math.max(this.allocatedEnd, this.bufStart);
-    const to = end + this.preallocStep;
+    const to = end + 2 * piece;
     try {
       if (sio.submitZeros !== undefined) {
         this.trackZeros(sio.submitZeros(fd, from, to - from), from, to - from);
