@@ -849,20 +849,45 @@ export class CoreWalWriter {
    * Zero-fills the segment ahead of `end` through `sio`, ahead of the records that will
    * overwrite it: an fdatasync that does not grow the file skips the metadata write. The
    * backend runs it before every later write on the fd. Every zero-filled byte is written
-   * back by the next datasync too, so the zeros go in small pieces — about two datasyncs'
-   * worth (64 KiB at least, `preallocate / 2` at most), whenever the zero-filled region
-   * ahead is shorter than one piece — rather than `preallocate` bytes at once, which
-   * would make one datasync in many carry megabytes of zeros (a commit-latency outlier).
+   * back by a datasync too, so the zeros go in small pieces of about two datasyncs' worth
+   * (64 KiB at least, `preallocate / 2` at most) rather than `preallocate` bytes at once,
+   * which would make one datasync in many carry megabytes of zeros (a commit-latency
+   * outlier). Here, before records, only when they would otherwise grow the file; the
+   * regular top-up follows each datasync (`fillAheadVia`).
    */
   private preallocateVia(sio: StorageIo, fd: IoFd, end: number): void {
-    if (this.preallocStep === 0) return;
-    const piece = Math.min(Math.max(1, Math.ceil(2 * this.syncSpan / PREALLOC_PIECE_MIN)) * PREALLOC_PIECE_MIN, this.preallocStep >> 1);
-    if (end + piece <= this.allocatedEnd) return;
-    // Datasyncs that each carry this much data gain less from skipping one metadata write
-    // than the zeros cost them: while they do, the file just grows.
-    if (this.syncSpan >= this.preallocStep >> 4) return;
+    if (this.preallocStep === 0 || end <= this.allocatedEnd || this.zeroFillPaused()) return;
     const from = Math.max(this.allocatedEnd, this.bufStart);
-    const to = end + 2 * piece;
+    this.submitZerosVia(sio, fd, from, end + 2 * this.preallocPiece());
+  }
+
+  /**
+   * After a datasync is submitted: tops the zero-filled region up to two pieces ahead when
+   * less than one is left. Queued behind the datasync, the zeros are written while it runs
+   * (not between a group's records and its datasync) and go out with the next one. A
+   * refusal (a full backend) only leaves it to `preallocateVia`.
+   */
+  private fillAheadVia(sio: StorageIo, fd: IoFd): void {
+    const end = this.bufStart;
+    if (this.preallocStep === 0 || this.zeroFillPaused()) return;
+    const piece = this.preallocPiece();
+    if (end + piece <= this.allocatedEnd) return;
+    try {
+      this.submitZerosVia(sio, fd, Math.max(this.allocatedEnd, end), end + 2 * piece);
+    } catch {
+      // Nothing was queued for the part refused; the records' own path fills if it must.
+    }
+  }
+
+  /** Datasyncs that each carry this much data gain less from skipping one metadata write than the zeros cost them: the file just grows. */
+  private zeroFillPaused(): boolean { return this.syncSpan >= this.preallocStep >> 4; }
+
+  /** About two datasyncs' worth, in 64 KiB units, at most half of `preallocate`. */
+  private preallocPiece(): number {
+    return Math.min(Math.max(1, Math.ceil(2 * this.syncSpan / PREALLOC_PIECE_MIN)) * PREALLOC_PIECE_MIN, this.preallocStep >> 1);
+  }
+
+  private submitZerosVia(sio: StorageIo, fd: IoFd, from: number, to: number): void {
     try {
       if (sio.submitZeros !== undefined) {
         this.trackZeros(sio.submitZeros(fd, from, to - from), from, to - from);
@@ -938,6 +963,7 @@ export class CoreWalWriter {
     this.sOk.push(false);
     this.syncSpan = (this.syncSpan + boundary - this.lastSyncAt) / 2;
     this.lastSyncAt = boundary;
+    this.fillAheadVia(sio, fd);
     this.sinceSync = 0;
     try {
       sio.flush();
