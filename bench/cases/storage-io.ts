@@ -168,7 +168,9 @@ function preemptedNsReader(): (() => number) | null {
  * apart from the machine's own scheduling noise that monitorEventLoopDelay also sees.
  * Where /proc/thread-self/schedstat exists, each call's time spent preempted (runnable,
  * but the CPU given to another thread or process) is measured too: wall time minus that
- * is the call's own time, what the library is answerable for (GC pauses included).
+ * is the call's own time, what the library is answerable for (GC pauses included) —
+ * though on a virtual machine it still holds time the host or interrupt handling took
+ * (which no thread sees as preemption).
  */
 function instrumentLibrary(): { longest: () => number; longestOwn: () => number | null; p999: () => number; restore: () => void } {
   let longest = 0;
