@@ -24,7 +24,7 @@ export async function runGroupCommitSeed(seed: number, options: { faults?: boole
   const w = CoreWalWriter.create(0, SEG, { fs: disk, preallocate: rng.pick([0, 4096]), bufferSize: 4096 });
   const sio = new FaultInjectingStorageIo(new SyncStorageIo({ fs: disk }), { reorder: rng.pick(['none', 'reverse', 'shuffle'] as const), seed });
   const fd = registerWriterSegment(w, sio, { fs: disk });
-  const log = GroupCommitLog.forWriter(w, { storageIo: sio, fd, maxGroupBytes: rng.pick([512, 8192, 1 << 20]) });
+  const log = GroupCommitLog.forWriter(w, { storageIo: sio, fd, maxGroupBytes: rng.pick([512, 8192, 1 << 20]), maxSyncsInFlight: rng.pick([1, 2, 3]) });
   const acked = new Set<bigint>();
   const fail = (m: string): never => { throw new TortureFailure(suite, seed, m); };
   let crashes = 0, puts = 0, failed: unknown = null;
