@@ -977,7 +977,10 @@ export class CoreWalWriter {
 
   isSyncPending(): boolean { return this.sTok.length > 0; }
 
-  /** Datasyncs submitted through StorageIo and not yet completed. */
+  /**
+   * Datasyncs submitted through StorageIo and not yet retired: not completed, or completed
+   * while one submitted before them has not.
+   */
   syncsInFlight(): number { return this.sTok.length; }
 
   /** Writes (records and preallocation) submitted through StorageIo and not yet completed. */
@@ -990,7 +993,7 @@ export class CoreWalWriter {
   /**
    * Feeds completions from `sio.pollCompletions` to the writer; those that are not its own
    * are ignored, so one batch can go to every writer sharing a backend, in any order.
-   * Returns true when this batch completed the pending datasync. A failed or short write,
+   * Returns true when this batch completed a pending datasync. A failed or short write,
    * or a failed datasync, poisons the writer and throws `IO` with the errno (the rest of
    * the batch is still taken into account first).
    */
