@@ -30,12 +30,14 @@ export interface GroupCommitOptions {
    */
   maxGroupBytes?: number;
   /**
-   * Datasyncs in flight at once. With 2 (the default), records that arrive while a
-   * datasync runs — a late caller, a second cohort of callers — start their own write and
-   * datasync at the end of their turn instead of waiting for it: the kernel and the disk
-   * overlap the second one's writeback with the first one's flush. A group's callers still
-   * resolve only once its datasync, every write below it and every datasync submitted
-   * before it have completed well. 1: strictly one after the other.
+   * Datasyncs in flight at once. Default 1: records that arrive while a datasync runs are
+   * written meanwhile and wait for it, then share the next one. With 2 or more they start
+   * their own datasync at the end of their turn instead: worth it on a disk that runs
+   * concurrent flushes in parallel (e.g. an NVMe drive with power-loss protection, where
+   * fdatasync needs no cache flush); on a disk that flushes one at a time it only makes
+   * more, smaller groups (measured 0.8–1x with 64 and 256 producers on a virtio disk). A
+   * group's callers still resolve only once its datasync, every write below it and every
+   * datasync submitted before it have completed well.
    */
   maxSyncsInFlight?: number;
 }
@@ -144,7 +146,7 @@ export class GroupCommitLog {
   private constructor(writer: CoreWalWriter, options: GroupCommitOptions, ownsWriter: boolean) {
     this.maxDelay = options.maxDelayMs ?? 0;
     this.maxBytes = options.maxGroupBytes ?? 8 << 20;
-    this.maxSyncs = options.maxSyncsInFlight ?? 2;
+    this.maxSyncs = options.maxSyncsInFlight ?? 1;
     if (typeof this.maxDelay !== 'number' || !(this.maxDelay >= 0) || !Number.isFinite(this.maxDelay)) {
       throw new PerCoreWalError('INVALID_ARGUMENT', `maxDelayMs must be a finite number >= 0, got ${String(options.maxDelayMs)}`);
     }
