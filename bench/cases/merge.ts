@@ -1,5 +1,6 @@
 import { PerCoreWalConfig } from '../../src/manager/config.js';
 import { PerCoreWalManager } from '../../src/manager/manager.js';
+import { mergeBlockSize } from '../../src/merge/merge.js';
 import { PerCoreWalReader } from '../../src/reader/reader.js';
 import type { BenchCase, BenchContext, Metric } from '../harness.js';
 import { rawReadCrc } from '../raw-read.js';
@@ -66,7 +67,7 @@ function mergeCase(k: number): BenchCase {
         const paths = Array.from({ length: k }, (_, c) => m.segmentPath(c));
 
         let t = performance.now();
-        const raw = rawReadCrc(paths);
+        const raw = rawReadCrc(paths, mergeBlockSize(k)); // the merge's read block
         const rawSecs = (performance.now() - t) / 1000;
         if (raw.records !== written) throw new Error(`raw read found ${raw.records} records, ${written} written`);
 
