@@ -247,7 +247,12 @@ export class WalMergeIterator implements IterableIterator<PerCoreWalEntry> {
       K[o] = Infinity;
       return;
     }
-    if (!after(e, K, o)) {
+    // The entry's fields read once, as numbers: checked against the previous head's key
+    // (still in K), then stored as this head's.
+    const eh = e.eHi, el = e.eLo, th = e.tHi, tl = e.tLo, c = e.coreId, sh = e.sHi, sl = e.sLo;
+    const ordered = eh !== K[o] ? eh > K[o]! : el !== K[o + 1] ? el > K[o + 1]! : th !== K[o + 2] ? th > K[o + 2]! :
+      tl !== K[o + 3] ? tl > K[o + 3]! : c !== K[o + 4] ? c > K[o + 4]! : sh !== K[o + 5] ? sh > K[o + 5]! : sl > K[o + 6]!;
+    if (!ordered) {
       this.close();
       throw new PerCoreWalError('CORRUPTED',
         `entry at byte ${at} of ${reader.path()} (core ${reader.coreId()}) does not order after the one before it ` +
@@ -255,7 +260,7 @@ export class WalMergeIterator implements IterableIterator<PerCoreWalEntry> {
         `sequence ${joinU64(K[o + 5]!, K[o + 6]!)} → ${e.sequence})`,
         { path: reader.path(), position: at, coreId: reader.coreId() });
     }
-    K[o] = e.eHi; K[o + 1] = e.eLo; K[o + 2] = e.tHi; K[o + 3] = e.tLo; K[o + 4] = e.coreId; K[o + 5] = e.sHi; K[o + 6] = e.sLo;
+    K[o] = eh; K[o + 1] = el; K[o + 2] = th; K[o + 3] = tl; K[o + 4] = c; K[o + 5] = sh; K[o + 6] = sl;
     this.headEnds[i] = reader.position();
   }
 
@@ -270,17 +275,6 @@ export class WalMergeIterator implements IterableIterator<PerCoreWalEntry> {
     }
     return a < b;
   }
-}
-
-/** True when entry `e` orders after the key at `K[o, o + 7)` (the order of {@link PerCoreWalEntry.compare}). */
-function after(e: PerCoreWalEntry, K: Float64Array, o: number): boolean {
-  if (e.eHi !== K[o]) return e.eHi > K[o]!;
-  if (e.eLo !== K[o + 1]) return e.eLo > K[o + 1]!;
-  if (e.tHi !== K[o + 2]) return e.tHi > K[o + 2]!;
-  if (e.tLo !== K[o + 3]) return e.tLo > K[o + 3]!;
-  if (e.coreId !== K[o + 4]) return e.coreId > K[o + 4]!;
-  if (e.sHi !== K[o + 5]) return e.sHi > K[o + 5]!;
-  return e.sLo > K[o + 6]!;
 }
 
 /**
