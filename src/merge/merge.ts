@@ -2,7 +2,7 @@ import { PerCoreWalEntry, type U64Like } from '../entry/entry.js';
 import { PerCoreWalError } from '../errors/errors.js';
 import type { WalFs } from '../io/fs.js';
 import { PerCoreWalReader, resultError } from '../reader/reader.js';
-import { hi32, joinU64, lo32, toPosition, toU64 } from '../util/u64.js';
+import { hi32, joinU64, lo32, toPosition, toU64, TWO_32 } from '../util/u64.js';
 
 /** One segment to merge. */
 export interface MergeSource {
@@ -35,8 +35,14 @@ export interface MergeOptions {
 const MERGE_BUDGET = 16 << 20;
 const MIN_BLOCK = 64 << 10;
 const MAX_BLOCK = 256 << 10;
-/** Numbers per source in {@link WalMergeIterator}'s key array. */
-const KEY = 8;
+/**
+ * Numbers per source in {@link WalMergeIterator}'s key array: the epoch as one double and
+ * the timestamp less a base as one double (both rounded, so order-preserving, and exact in
+ * practice: epochs below 2^53, timestamps within 2^52 ns of the base), then the exact key
+ * (epoch hi/lo, timestamp hi/lo, core id, sequence hi/lo) for ties and the order check.
+ */
+const KEY = 10;
+const EXACT = 2 ** 53;
 
 /**
  * The read block per segment of a merge of `segments` segments: 256 KiB (the merged
@@ -75,11 +81,12 @@ export class WalMergeIterator implements IterableIterator<PerCoreWalEntry> {
   /** Current entry of each source, or null when the source is done. */
   private readonly heads: (PerCoreWalEntry | null)[];
   /**
-   * The order key of each source's head, KEY numbers per source: epoch hi/lo, timestamp
-   * hi/lo, core id, sequence hi/lo — compared without touching the entries. A done source
-   * has an infinite epoch, so it orders after every other.
+   * The order key of each source's head, {@link KEY} numbers per source, compared without
+   * touching the entries. A done source has an infinite epoch: it orders after every other.
    */
   private readonly keys: Float64Array;
+  /** The high half of the first timestamp read: the base of the keys' timestamps. */
+  private tBase = -1;
   /** Position just past each head entry. */
   private readonly headEnds: number[];
   /** Position just past the last entry yielded from each source. */
@@ -148,19 +155,26 @@ export class WalMergeIterator implements IterableIterator<PerCoreWalEntry> {
   positions(): number[] { return this.consumed.slice(); }
 
   next(): IteratorResult<PerCoreWalEntry> {
-    if (this.closed) return { done: true, value: undefined };
+    // Small on purpose: inlined into a `for … of`, its result object is never allocated.
+    const entry = this.take();
+    return entry !== null ? { done: false, value: entry } : { done: true, value: undefined };
+  }
+
+  /** The next entry in order, or null (and the files closed) when there is none. */
+  private take(): PerCoreWalEntry | null {
+    if (this.closed) return null;
     if (!this.primed) this.prime();
     const src = this.tree[0]!;
     const entry = this.heads[src] ?? null;
     if (entry === null) {
       this.close();
-      return { done: true, value: undefined };
+      return null;
     }
     this.consumed[src] = this.headEnds[src]!;
     this.yielded++;
     this.advance(src);
     this.replay(src);
-    return { done: false, value: entry };
+    return entry;
   }
 
   /** Closes every file. Idempotent; iteration ends. */
@@ -179,7 +193,7 @@ export class WalMergeIterator implements IterableIterator<PerCoreWalEntry> {
   /** Drains the merge into an array (memory grows with the result, unlike iteration). */
   toArray(): PerCoreWalEntry[] {
     const out: PerCoreWalEntry[] = [];
-    for (let r = this.next(); !r.done; r = this.next()) out.push(r.value);
+    for (let e = this.take(); e !== null; e = this.take()) out.push(e);
     return out;
   }
 
@@ -247,33 +261,47 @@ export class WalMergeIterator implements IterableIterator<PerCoreWalEntry> {
       K[o] = Infinity;
       return;
     }
-    // The entry's fields read once, as numbers: checked against the previous head's key
-    // (still in K), then stored as this head's.
+    // The entry's fields read once, as numbers: checked against the previous head's exact
+    // key (still in K), then stored as this head's.
     const eh = e.eHi, el = e.eLo, th = e.tHi, tl = e.tLo, c = e.coreId, sh = e.sHi, sl = e.sLo;
-    const ordered = eh !== K[o] ? eh > K[o]! : el !== K[o + 1] ? el > K[o + 1]! : th !== K[o + 2] ? th > K[o + 2]! :
-      tl !== K[o + 3] ? tl > K[o + 3]! : c !== K[o + 4] ? c > K[o + 4]! : sh !== K[o + 5] ? sh > K[o + 5]! : sl > K[o + 6]!;
+    const ordered = eh !== K[o + 2] ? eh > K[o + 2]! : el !== K[o + 3] ? el > K[o + 3]! : th !== K[o + 4] ? th > K[o + 4]! :
+      tl !== K[o + 5] ? tl > K[o + 5]! : c !== K[o + 6] ? c > K[o + 6]! : sh !== K[o + 7] ? sh > K[o + 7]! : sl > K[o + 8]!;
     if (!ordered) {
       this.close();
       throw new PerCoreWalError('CORRUPTED',
         `entry at byte ${at} of ${reader.path()} (core ${reader.coreId()}) does not order after the one before it ` +
-        `(epoch ${joinU64(K[o]!, K[o + 1]!)} → ${e.epoch}, timestamp ${joinU64(K[o + 2]!, K[o + 3]!)} → ${e.timestampNs}, ` +
-        `sequence ${joinU64(K[o + 5]!, K[o + 6]!)} → ${e.sequence})`,
+        `(epoch ${joinU64(K[o + 2]!, K[o + 3]!)} → ${e.epoch}, timestamp ${joinU64(K[o + 4]!, K[o + 5]!)} → ${e.timestampNs}, ` +
+        `sequence ${joinU64(K[o + 7]!, K[o + 8]!)} → ${e.sequence})`,
         { path: reader.path(), position: at, coreId: reader.coreId() });
     }
-    K[o] = eh; K[o + 1] = el; K[o + 2] = th; K[o + 3] = tl; K[o + 4] = c; K[o + 5] = sh; K[o + 6] = sl;
+    if (this.tBase < 0) this.tBase = th;
+    K[o] = eh * TWO_32 + el; K[o + 1] = (th - this.tBase) * TWO_32 + tl;
+    K[o + 2] = eh; K[o + 3] = el; K[o + 4] = th; K[o + 5] = tl; K[o + 6] = c; K[o + 7] = sh; K[o + 8] = sl;
     this.headEnds[i] = reader.position();
   }
 
   /** True when source a's head orders before source b's (ties, between done sources only, by index). */
   private less(a: number, b: number): boolean {
-    const K = this.keys;
-    let i = a * KEY, j = b * KEY;
-    for (const last = i + KEY - 1; i < last; i++, j++) {
-      const x = K[i]!, y = K[j]!;
+    const K = this.keys, i = a * KEY, j = b * KEY;
+    // The rounded epoch and timestamp decide when they differ. Equal rounded epochs are
+    // equal epochs below 2^53 (a done source's infinite one included: exact compare).
+    let x = K[i]!, y = K[j]!;
+    if (x !== y) return x < y;
+    if (x < EXACT) {
+      x = K[i + 1]!; y = K[j + 1]!;
       if (x !== y) return x < y;
-      if (x === Infinity) break;
     }
-    return a < b;
+    return this.lessExact(i, j, a < b);
+  }
+
+  /** The exact comparison of the keys at `K[i]` and `K[j]`; `tie` when they are equal. */
+  private lessExact(i: number, j: number, tie: boolean): boolean {
+    const K = this.keys;
+    for (let f = 2; f < 9; f++) {
+      const x = K[i + f]!, y = K[j + f]!;
+      if (x !== y) return x < y;
+    }
+    return tie;
   }
 }
 
