@@ -2,7 +2,7 @@ import { PerCoreWalEntry, type U64Like } from '../entry/entry.js';
 import { PerCoreWalError } from '../errors/errors.js';
 import type { WalFs } from '../io/fs.js';
 import { PerCoreWalReader, resultError } from '../reader/reader.js';
-import { hi32, joinU64, lo32, toPosition, toU64, TWO_32 } from '../util/u64.js';
+import { hi32, lo32, toPosition, toU64, TWO_32 } from '../util/u64.js';
 
 /** One segment to merge. */
 export interface MergeSource {
@@ -37,11 +37,11 @@ const MIN_BLOCK = 64 << 10;
 const MAX_BLOCK = 256 << 10;
 /**
  * Numbers per source in {@link WalMergeIterator}'s key array: the epoch as one double and
- * the timestamp less a base as one double (both rounded, so order-preserving, and exact in
- * practice: epochs below 2^53, timestamps within 2^52 ns of the base), then the exact key
- * (epoch hi/lo, timestamp hi/lo, core id, sequence hi/lo) for ties and the order check.
+ * the timestamp less a base as one double. Both are rounded, so they keep the order, and
+ * exact in practice (epochs below 2^53, timestamps within 2^52 ns of the base); where they
+ * tie, the entries themselves are compared.
  */
-const KEY = 10;
+const KEY = 2;
 const EXACT = 2 ** 53;
 
 /**
@@ -172,7 +172,7 @@ export class WalMergeIterator implements IterableIterator<PerCoreWalEntry> {
     }
     this.consumed[src] = this.headEnds[src]!;
     this.yielded++;
-    this.advance(src);
+    this.advance(src, entry);
     this.replay(src);
     return entry;
   }
@@ -204,7 +204,7 @@ export class WalMergeIterator implements IterableIterator<PerCoreWalEntry> {
     const k = this.readers.length;
     if (k === 0) return;
     try {
-      for (let i = 0; i < k; i++) this.advance(i);
+      for (let i = 0; i < k; i++) this.advance(i, null);
     } catch (e) {
       this.close();
       throw e;
@@ -231,9 +231,9 @@ export class WalMergeIterator implements IterableIterator<PerCoreWalEntry> {
 
   /**
    * Reads source `i`'s next entry into its head and key (null and an infinite key when the
-   * source is done). The key still holds the previous head's, for the order check.
+   * source is done), checking that it orders after `prev`, the source's previous head.
    */
-  private advance(i: number): void {
+  private advance(i: number, prev: PerCoreWalEntry | null): void {
     const reader = this.readers[i]!;
     const at = reader.position();
     let e: PerCoreWalEntry | null = null;
@@ -261,47 +261,38 @@ export class WalMergeIterator implements IterableIterator<PerCoreWalEntry> {
       K[o] = Infinity;
       return;
     }
-    // The entry's fields read once, as numbers: checked against the previous head's exact
-    // key (still in K), then stored as this head's.
-    const eh = e.eHi, el = e.eLo, th = e.tHi, tl = e.tLo, c = e.coreId, sh = e.sHi, sl = e.sLo;
-    const ordered = eh !== K[o + 2] ? eh > K[o + 2]! : el !== K[o + 3] ? el > K[o + 3]! : th !== K[o + 4] ? th > K[o + 4]! :
-      tl !== K[o + 5] ? tl > K[o + 5]! : c !== K[o + 6] ? c > K[o + 6]! : sh !== K[o + 7] ? sh > K[o + 7]! : sl > K[o + 8]!;
-    if (!ordered) {
+    const th = e.tHi;
+    if (this.tBase < 0) this.tBase = th;
+    const E = e.eHi * TWO_32 + e.eLo, T = (th - this.tBase) * TWO_32 + e.tLo;
+    // The key still holds the previous head's (-Infinity before the first): see less().
+    const pE = K[o]!, pT = K[o + 1]!;
+    if (!(E !== pE ? E > pE : E < EXACT && T !== pT ? T > pT : PerCoreWalEntry.compare(prev!, e) < 0)) {
       this.close();
       throw new PerCoreWalError('CORRUPTED',
         `entry at byte ${at} of ${reader.path()} (core ${reader.coreId()}) does not order after the one before it ` +
-        `(epoch ${joinU64(K[o + 2]!, K[o + 3]!)} → ${e.epoch}, timestamp ${joinU64(K[o + 4]!, K[o + 5]!)} → ${e.timestampNs}, ` +
-        `sequence ${joinU64(K[o + 7]!, K[o + 8]!)} → ${e.sequence})`,
+        `(epoch ${prev!.epoch} → ${e.epoch}, timestamp ${prev!.timestampNs} → ${e.timestampNs}, sequence ${prev!.sequence} → ${e.sequence})`,
         { path: reader.path(), position: at, coreId: reader.coreId() });
     }
-    if (this.tBase < 0) this.tBase = th;
-    K[o] = eh * TWO_32 + el; K[o + 1] = (th - this.tBase) * TWO_32 + tl;
-    K[o + 2] = eh; K[o + 3] = el; K[o + 4] = th; K[o + 5] = tl; K[o + 6] = c; K[o + 7] = sh; K[o + 8] = sl;
+    K[o] = E;
+    K[o + 1] = T;
     this.headEnds[i] = reader.position();
   }
 
   /** True when source a's head orders before source b's (ties, between done sources only, by index). */
   private less(a: number, b: number): boolean {
     const K = this.keys, i = a * KEY, j = b * KEY;
-    // The rounded epoch and timestamp decide when they differ. Equal rounded epochs are
-    // equal epochs below 2^53 (a done source's infinite one included: exact compare).
+    // The rounded epoch and timestamp decide when they differ. Equal rounded epochs below
+    // 2^53 are equal epochs; two infinite ones are two done sources.
     let x = K[i]!, y = K[j]!;
     if (x !== y) return x < y;
     if (x < EXACT) {
       x = K[i + 1]!; y = K[j + 1]!;
       if (x !== y) return x < y;
+    } else if (x === Infinity) {
+      return a < b;
     }
-    return this.lessExact(i, j, a < b);
-  }
-
-  /** The exact comparison of the keys at `K[i]` and `K[j]`; `tie` when they are equal. */
-  private lessExact(i: number, j: number, tie: boolean): boolean {
-    const K = this.keys;
-    for (let f = 2; f < 9; f++) {
-      const x = K[i + f]!, y = K[j + f]!;
-      if (x !== y) return x < y;
-    }
-    return tie;
+    const d = PerCoreWalEntry.compare(this.heads[a]!, this.heads[b]!);
+    return d < 0 || (d === 0 && a < b);
   }
 }
 
