@@ -1,6 +1,6 @@
 import { PerCoreWalError } from '../errors/errors.js';
 import {
-  copyBytes, PAYLOAD_HEADER_SIZE, PerCoreWalEntry, TAG_CHECKPOINT, TAG_COMMIT, TAG_DELETE, TAG_EPOCH_BARRIER, TAG_PUT, type WalOperation,
+  copyBytes, PAYLOAD_HEADER_SIZE, PerCoreWalEntry, putOperation, TAG_CHECKPOINT, TAG_COMMIT, TAG_DELETE, TAG_EPOCH_BARRIER, TAG_PUT, type WalOperation,
 } from './entry.js';
 
 export { PAYLOAD_HEADER_SIZE, TAG_CHECKPOINT, TAG_COMMIT, TAG_DELETE, TAG_EPOCH_BARRIER, TAG_PUT };
@@ -149,7 +149,7 @@ export function decodePayload(
       const klen = dv.getUint32(b, true);
       if (klen > end - b - 4) throw bad(`put key length ${klen} exceeds the payload`, path, position);
       if (shared) return new PerCoreWalEntry(coreId, eHi, eLo, sHi, sLo, tHi, tLo, null, boundary, buf, start, end);
-      op = { type: 'put', key: copyBytes(buf, b + 4, b + 4 + klen), value: copyBytes(buf, b + 4 + klen, end) };
+      op = putOperation(buf, b + 4, b + 4 + klen, end);
       break;
     }
     case TAG_DELETE:
