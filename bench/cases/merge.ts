@@ -2,7 +2,7 @@ import { PerCoreWalConfig } from '../../src/manager/config.js';
 import { PerCoreWalManager } from '../../src/manager/manager.js';
 import { mergeBlockSize } from '../../src/merge/merge.js';
 import { PerCoreWalReader } from '../../src/reader/reader.js';
-import type { BenchCase, BenchContext, Metric } from '../harness.js';
+import { cpuMs, type BenchCase, type BenchContext, type Metric } from '../harness.js';
 import { rawReadCrc } from '../raw-read.js';
 
 /**
@@ -71,8 +71,10 @@ function mergeCase(k: number): BenchCase {
         const paths = Array.from({ length: k }, (_, c) => m.segmentPath(c));
 
         let t = performance.now();
+        let u = cpuMs();
         const raw = rawReadCrc(paths, mergeBlockSize(k)); // the merge's read block
         const rawSecs = (performance.now() - t) / 1000;
+        const rawCpu = cpuMs() - u;
         if (raw.records !== written) throw new Error(`raw read found ${raw.records} records, ${written} written`);
 
         t = performance.now();
@@ -83,10 +85,12 @@ function mergeCase(k: number): BenchCase {
         let peak = rssBefore;
         let merged = 0;
         t = performance.now();
+        u = cpuMs();
         for (const _ of m.mergeIter()) {
           if ((++merged & 0xffff) === 0) { const r = process.memoryUsage.rss(); if (r > peak) peak = r; }
         }
         const mergeSecs = (performance.now() - t) / 1000;
+        const mergeCpu = cpuMs() - u;
         peak = Math.max(peak, process.memoryUsage.rss());
         if (merged !== written) throw new Error(`merge yielded ${merged} entries, ${written} written`);
 
@@ -108,6 +112,7 @@ function mergeCase(k: number): BenchCase {
           { name: 'merge', value: raw.bytes / MB / mergeSecs, unit: 'MB/s' },
           { name: 'merge entries/s', value: merged / mergeSecs, unit: 'entries/s' },
           { name: 'merge / raw read+CRC', value: rawSecs / mergeSecs, unit: 'x' },
+          { name: 'merge / raw read+CRC, CPU time', value: rawCpu / mergeCpu, unit: 'x' },
           { name: 'merge / reader+decode', value: readerSecs / mergeSecs, unit: 'x' },
           { name: 'merge, every key and value read', value: raw.bytes / MB / touchSecs, unit: 'MB/s' },
           { name: 'merge, every key and value read / raw read+CRC', value: rawSecs / touchSecs, unit: 'x' },
