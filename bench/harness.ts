@@ -50,6 +50,12 @@ export function timed(seconds: number, batch: number, fn: (n: number) => void): 
   return { ops, secs: (performance.now() - start) / 1000 };
 }
 
+/** CPU time of this process (user + system), ms: steadier than wall time on a shared machine. */
+export function cpuMs(): number {
+  const c = process.cpuUsage();
+  return (c.user + c.system) / 1000;
+}
+
 export function median(xs: number[]): number {
   const s = [...xs].sort((a, b) => a - b);
   const m = s.length >> 1;

@@ -1,29 +1,33 @@
 import { closeSync, openSync, readSync } from 'node:fs';
-import { crc32c } from '../src/crc/crc32c.js';
+import { crc32cWithView } from '../src/crc/crc32c.js';
 
-/** Read block size of the raw baseline: 1 MiB (the buffer holds two). */
-const BLOCK = 1 << 20;
-
-/** The baseline: every record of every file read in 1 MiB blocks and its CRC checked. */
-export function rawReadCrc(paths: string[]): { records: number; bytes: number } {
-  const buf = Buffer.allocUnsafe(BLOCK * 2);
+/**
+ * The baseline: every record of every file read in `block`-byte reads (default 1 MiB, the
+ * block of PerCoreWalReader and of recovery; the merge case passes the merge's) and its
+ * CRC checked, with the CRC-32C the reader uses (`crc32cWithView`: the table for short
+ * records, SIMD for long ones). The buffer holds two blocks, so a record cut by a block's
+ * end is completed by the next read after moving its start to the front.
+ */
+export function rawReadCrc(paths: string[], block = 1 << 20): { records: number; bytes: number } {
+  const buf = Buffer.allocUnsafe(block * 2);
+  const dv = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
   let records = 0, bytes = 0;
   for (const p of paths) {
     const fd = openSync(p, 'r');
     try {
       let have = 0, off = 0, pos = 0;
       for (;;) {
-        if (have - off < 8 || have - off < 8 + buf.readUInt32LE(off)) {
+        if (have - off < 8 || have - off < 8 + dv.getUint32(off, true)) {
           buf.copy(buf, 0, off, have);
           have -= off; off = 0;
-          const n = readSync(fd, buf, have, buf.length - have, pos);
+          const n = readSync(fd, buf, have, Math.min(block, buf.length - have), pos);
           if (n === 0) break;
           pos += n; have += n;
           continue;
         }
-        const len = buf.readUInt32LE(off);
+        const len = dv.getUint32(off, true);
         if (len === 0) break;
-        if (crc32c(buf, off + 8, off + 8 + len) !== buf.readUInt32LE(off + 4)) throw new Error(`bad CRC in ${p}`);
+        if (crc32cWithView(dv, buf, off + 8, off + 8 + len) !== dv.getUint32(off + 4, true)) throw new Error(`bad CRC in ${p}`);
         off += 8 + len;
         bytes += 8 + len;
         records++;

@@ -6,7 +6,7 @@ import { PerCoreWalConfig } from '../../src/manager/config.js';
 import { PerCoreWalManager } from '../../src/manager/manager.js';
 import { PerCoreRecoveryManager } from '../../src/recovery/recovery.js';
 import type { RecoveryMode } from '../../src/recovery/cursor.js';
-import type { BenchCase, BenchContext, Metric } from '../harness.js';
+import { cpuMs, type BenchCase, type BenchContext, type Metric } from '../harness.js';
 import { rawReadCrc } from '../raw-read.js';
 
 /**
@@ -27,12 +27,6 @@ const KEYSPACE = 65536;
 const BLOCK = 1 << 20;
 const MB = 1e6;
 const MiB = 1024 * 1024;
-
-/** CPU time of this process (user + system), ms: steadier than wall time on a shared machine. */
-function cpuMs(): number {
-  const c = process.cpuUsage();
-  return (c.user + c.system) / 1000;
-}
 
 function walBytes(ctx: BenchContext): number {
   const mb = Number(process.env['COREWAL_BENCH_RECOVERY_MB'] ?? (ctx.smoke ? 2 : 1024));

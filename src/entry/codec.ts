@@ -1,5 +1,9 @@
 import { PerCoreWalError } from '../errors/errors.js';
-import { PerCoreWalEntry, type WalOperation } from './entry.js';
+import {
+  copyBytes, PAYLOAD_HEADER_SIZE, PerCoreWalEntry, putOperation, TAG_CHECKPOINT, TAG_COMMIT, TAG_DELETE, TAG_EPOCH_BARRIER, TAG_PUT, type WalOperation,
+} from './entry.js';
+
+export { PAYLOAD_HEADER_SIZE, TAG_CHECKPOINT, TAG_COMMIT, TAG_DELETE, TAG_EPOCH_BARRIER, TAG_PUT };
 
 /**
  * Payload codec, format version 1 (docs/FORMAT.md is the byte-by-byte reference).
@@ -16,12 +20,6 @@ import { PerCoreWalEntry, type WalOperation } from './entry.js';
  * ```
  */
 export const FORMAT_VERSION = 1;
-export const PAYLOAD_HEADER_SIZE = 36;
-export const TAG_PUT = 1;
-export const TAG_DELETE = 2;
-export const TAG_CHECKPOINT = 3;
-export const TAG_COMMIT = 4;
-export const TAG_EPOCH_BARRIER = 5;
 
 const TAG_OF: Record<WalOperation['type'], number> = {
   put: TAG_PUT, delete: TAG_DELETE, checkpoint: TAG_CHECKPOINT, commit: TAG_COMMIT, epochBarrier: TAG_EPOCH_BARRIER,
@@ -119,16 +117,18 @@ function bad(reason: string, path?: string, position?: number): PerCoreWalError 
   return new PerCoreWalError('DECODE', `undecodable payload${where}: ${reason}`, { path, position });
 }
 
-function copy(buf: Uint8Array, start: number, end: number): Buffer {
-  // A copy, never a view: the reader reuses its block buffer.
-  return Buffer.from(buf.subarray(start, end));
-}
-
 /**
  * Decodes a payload occupying `buf[start, end)`. Any byte string yields an entry or a
  * `DECODE` error; nothing is allocated beyond the payload's own size.
+ *
+ * Every field is checked here. A Put's or Delete's key and value are copied out of `buf`
+ * — unless `shared` says that nothing will ever write to `buf` again: then the entry
+ * refers to `buf` and copies them the first time they are asked for (a read block that
+ * the reader hands over instead of reusing; see {@link PerCoreWalEntry}).
  */
-export function decodePayload(buf: Uint8Array, dv: DataView, start: number, end: number, path?: string, position?: number): PerCoreWalEntry {
+export function decodePayload(
+  buf: Uint8Array, dv: DataView, start: number, end: number, path?: string, position?: number, shared = false,
+): PerCoreWalEntry {
   const len = end - start;
   if (len < PAYLOAD_HEADER_SIZE) throw bad(`payload of ${len} bytes is shorter than the ${PAYLOAD_HEADER_SIZE}-byte header`, path, position);
   const version = buf[start]!;
@@ -148,11 +148,13 @@ export function decodePayload(buf: Uint8Array, dv: DataView, start: number, end:
       if (end - b < 4) throw bad('put body shorter than its key length field', path, position);
       const klen = dv.getUint32(b, true);
       if (klen > end - b - 4) throw bad(`put key length ${klen} exceeds the payload`, path, position);
-      op = { type: 'put', key: copy(buf, b + 4, b + 4 + klen), value: copy(buf, b + 4 + klen, end) };
+      if (shared) return new PerCoreWalEntry(coreId, eHi, eLo, sHi, sLo, tHi, tLo, null, boundary, buf, start, end);
+      op = putOperation(buf, b + 4, b + 4 + klen, end);
       break;
     }
     case TAG_DELETE:
-      op = { type: 'delete', key: copy(buf, b, end) };
+      if (shared) return new PerCoreWalEntry(coreId, eHi, eLo, sHi, sLo, tHi, tLo, null, boundary, buf, start, end);
+      op = { type: 'delete', key: copyBytes(buf, b, end) };
       break;
     case TAG_CHECKPOINT:
     case TAG_EPOCH_BARRIER: {

@@ -15,12 +15,41 @@ export type WalOperationType = WalOperation['type'];
 /** Anything accepted where a u64/i64 is expected: a bigint or a safe-integer number. */
 export type U64Like = bigint | number;
 
+/** Operation tags of the payload format (docs/FORMAT.md), re-exported by `codec.ts`. */
+export const TAG_PUT = 1;
+export const TAG_DELETE = 2;
+export const TAG_CHECKPOINT = 3;
+export const TAG_COMMIT = 4;
+export const TAG_EPOCH_BARRIER = 5;
+/** Bytes of the payload header before the body, re-exported by `codec.ts`. */
+export const PAYLOAD_HEADER_SIZE = 36;
+
+/** @internal `buf[start, end)` as a Buffer of its own (never a view: entries outlive read blocks). */
+export function copyBytes(buf: Uint8Array, start: number, end: number): Buffer {
+  const out = Buffer.allocUnsafe(end - start);
+  // Buffer's copy takes any Uint8Array as its source; cheaper than a subarray and a set.
+  Buffer.prototype.copy.call(buf, out, 0, start, end);
+  return out;
+}
+
+/** @internal A Put of the key `buf[key, value)` and the value `buf[value, end)`, copied into one buffer of their own. */
+export function putOperation(buf: Uint8Array, key: number, value: number, end: number): WalOperation {
+  const both = copyBytes(buf, key, end);
+  return { type: 'put', key: both.subarray(0, value - key), value: both.subarray(value - key) };
+}
+
 /**
  * One log entry: an operation stamped with its core, epoch, core-local sequence and
  * timestamp. Entries order globally by {@link PerCoreWalEntry.compare}.
  *
  * The u64 fields are kept as 32-bit halves so that decoding and merging never do
  * bigint arithmetic; the `bigint` getters build the values on access.
+ *
+ * An entry read from a segment builds its Put or Delete operation (a copy of the key and
+ * value) the first time `operation`, `key()` or `value()` is asked for: until then it
+ * refers to the bytes of the read block it came from, which the reader never overwrites
+ * (it reads on into a fresh block instead). So an entry stays valid for as long as it is
+ * kept, and one that is kept but never looked at keeps its read block alive too.
  *
  * @example
  * ```ts
@@ -30,7 +59,6 @@ export type U64Like = bigint | number;
  */
 export class PerCoreWalEntry {
   readonly coreId: number;
-  readonly operation: WalOperation;
   /** @internal */ readonly eHi: number;
   /** @internal */ readonly eLo: number;
   /** @internal */ readonly sHi: number;
@@ -42,18 +70,60 @@ export class PerCoreWalEntry {
    * (0 for entries built in memory). Recovery uses it to tell crash debris from damage.
    */
   readonly syncedBoundary: number;
+  #op: WalOperation | null;
+  // Not built yet (#op null): the entry's whole payload is #src[#at, #end), a Put or Delete
+  // (docs/FORMAT.md) that has been checked already.
+  #src: Uint8Array | null;
+  #at: number;
+  #end: number;
 
-  /** @internal Use the static factories. */
+  /**
+   * @internal Use the static factories. With `src`, `operation` is null: the entry is a Put
+   * or Delete whose checked payload is `src[at, end)`, built on first use; `src` must never
+   * be written again.
+   */
   constructor(
     coreId: number, eHi: number, eLo: number, sHi: number, sLo: number, tHi: number, tLo: number,
-    operation: WalOperation, syncedBoundary = 0,
+    operation: WalOperation | null, syncedBoundary = 0, src: Uint8Array | null = null, at = 0, end = 0,
   ) {
     this.coreId = coreId;
     this.eHi = eHi; this.eLo = eLo;
     this.sHi = sHi; this.sLo = sLo;
     this.tHi = tHi; this.tLo = tLo;
-    this.operation = operation;
     this.syncedBoundary = syncedBoundary;
+    this.#op = operation;
+    this.#src = src;
+    this.#at = at;
+    this.#end = end;
+  }
+
+  /** What the entry does. */
+  get operation(): WalOperation {
+    return this.#op ?? this.#build();
+  }
+
+  #build(): WalOperation {
+    const src = this.#src;
+    if (src === null) throw new PerCoreWalError('ASSERTION', 'entry has neither an operation nor its bytes');
+    const body = this.#at + PAYLOAD_HEADER_SIZE, end = this.#end;
+    let op: WalOperation;
+    if (src[this.#at + 1] === TAG_PUT) {
+      const key = body + 4;
+      const value = key + (src[body]! | (src[body + 1]! << 8) | (src[body + 2]! << 16)) + src[body + 3]! * 0x1000000;
+      op = putOperation(src, key, value, end);
+    } else {
+      op = { type: 'delete', key: copyBytes(src, body, end) };
+    }
+    this.#op = op;
+    this.#src = null; // the read block is no longer needed
+    return op;
+  }
+
+  /** The operation's type (`operation.type`), without building the operation. */
+  get operationType(): WalOperationType {
+    const op = this.#op;
+    if (op !== null) return op.type;
+    return this.#src![this.#at + 1] === TAG_PUT ? 'put' : 'delete';
   }
 
   get epoch(): bigint { return joinU64(this.eHi, this.eLo); }
@@ -107,19 +177,26 @@ export class PerCoreWalEntry {
     );
   }
 
-  isPut(): boolean { return this.operation.type === 'put'; }
-  isDelete(): boolean { return this.operation.type === 'delete'; }
-  isCheckpoint(): boolean { return this.operation.type === 'checkpoint'; }
-  isCommit(): boolean { return this.operation.type === 'commit'; }
-  isEpochBarrier(): boolean { return this.operation.type === 'epochBarrier'; }
+  isPut(): boolean { return this.operationType === 'put'; }
+  isDelete(): boolean { return this.operationType === 'delete'; }
+  isCheckpoint(): boolean { return this.operationType === 'checkpoint'; }
+  isCommit(): boolean { return this.operationType === 'commit'; }
+  isEpochBarrier(): boolean { return this.operationType === 'epochBarrier'; }
   /** Put and Delete change state; the other operations are markers or metadata. */
-  isStateOperation(): boolean { return this.operation.type === 'put' || this.operation.type === 'delete'; }
+  isStateOperation(): boolean { const t = this.operationType; return t === 'put' || t === 'delete'; }
   key(): Uint8Array | undefined {
     const op = this.operation;
     return op.type === 'put' || op.type === 'delete' ? op.key : undefined;
   }
   value(): Uint8Array | undefined {
-    return this.operation.type === 'put' ? this.operation.value : undefined;
+    const op = this.operation;
+    return op.type === 'put' ? op.value : undefined;
+  }
+
+  /** What `console.log` and `util.inspect` show: the public fields, the operation built. */
+  [Symbol.for('nodejs.util.inspect.custom')](_depth: number, options: object, inspect: (v: unknown, o: object) => string): string {
+    const view = { coreId: this.coreId, epoch: this.epoch, sequence: this.sequence, timestampNs: this.timestampNs, operation: this.operation };
+    return `PerCoreWalEntry ${inspect(view, options)}`;
   }
 }
 

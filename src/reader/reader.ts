@@ -1,4 +1,4 @@
-import { crc32c } from '../crc/crc32c.js';
+import { crc32cWithView } from '../crc/crc32c.js';
 import { decodePayload, FORMAT_VERSION, PAYLOAD_HEADER_SIZE } from '../entry/codec.js';
 import type { PerCoreWalEntry, U64Like } from '../entry/entry.js';
 import { ioError, PerCoreWalError } from '../errors/errors.js';
@@ -47,10 +47,15 @@ export class PerCoreWalReader implements Iterable<PerCoreWalEntry> {
   private fd: number;
   private len: number;
   private pos: number;
+  private readonly blockSize: number;
   private block: Buffer;
   private dv: DataView;
   private blockStart = 0;
   private blockLen = 0;
+  /** An entry handed out refers to `block`: the next read goes to a fresh block. */
+  private shared = false;
+  /** What {@link PerCoreWalReader.readEntry} found when it returned null. */
+  private stopped: WalReadResult = EOF_RESULT;
   private resyncCost = 0;
 
   private constructor(coreId: number, path: string, position: number, options: PerCoreWalReaderOptions) {
@@ -79,6 +84,7 @@ export class PerCoreWalReader implements Iterable<PerCoreWalEntry> {
       throw new PerCoreWalError('INVALID_POSITION', `position ${position} is past the end of ${path} (${this.len} bytes)`, { path, position });
     }
     this.pos = position;
+    this.blockSize = blockSize;
     this.block = Buffer.allocUnsafe(blockSize);
     this.dv = new DataView(this.block.buffer, this.block.byteOffset, this.block.byteLength);
   }
@@ -103,13 +109,15 @@ export class PerCoreWalReader implements Iterable<PerCoreWalEntry> {
   /**
    * Makes bytes [at, at + n) addressable in `this.block` and returns their offset in it,
    * or -1 if the file ends first. `n` has been checked against the file and the maximum.
+   * A block that entries refer to is never read into again: a fresh one takes its place.
    */
   private load(at: number, n: number): number {
     if (at + n > this.len) return -1;
     if (at >= this.blockStart && at + n <= this.blockStart + this.blockLen) return at - this.blockStart;
-    if (n > this.block.length) {
-      this.block = Buffer.allocUnsafe(n);
+    if (this.shared || n > this.block.length) {
+      this.block = Buffer.allocUnsafe(Math.max(this.blockSize, n));
       this.dv = new DataView(this.block.buffer, this.block.byteOffset, this.block.byteLength);
+      this.shared = false;
     }
     const want = Math.min(this.block.length, this.len - at);
     let got = 0;
@@ -143,48 +151,97 @@ export class PerCoreWalReader implements Iterable<PerCoreWalEntry> {
 
   /** Reads the record at the current position. Never throws for bad data; only for I/O errors or a closed reader. */
   readNext(): WalReadResult {
+    const entry = this.readEntry();
+    return entry !== null ? { kind: 'entry', entry } : this.stopped;
+  }
+
+  /**
+   * @internal {@link PerCoreWalReader.readNext} without the result object: the entry, or
+   * null when there is none, with what was found instead in {@link PerCoreWalReader.stopResult}.
+   */
+  readEntry(): PerCoreWalEntry | null {
+    // Fast path: a whole record already in the block, its CRC good and its payload a valid
+    // entry of this core. Anything else — the block's end, a bad record, the end of the
+    // log — is left to the full path below, which classifies it.
+    const pos = this.pos;
+    const off = pos - this.blockStart;
+    const avail = this.blockLen - off;
+    if (off >= 0 && avail >= RECORD_HEADER_SIZE && this.fd >= 0) {
+      const dv = this.dv;
+      const plen = dv.getUint32(off, true);
+      const start = off + RECORD_HEADER_SIZE;
+      if (plen !== 0 && plen <= avail - RECORD_HEADER_SIZE && plen <= this.maxRecord &&
+        crc32cWithView(dv, this.block, start, start + plen) === dv.getUint32(off + 4, true)) {
+        let entry: PerCoreWalEntry | null;
+        try {
+          entry = decodePayload(this.block, dv, start, start + plen, this.segPath, pos, true);
+        } catch {
+          entry = null;
+        }
+        if (entry !== null && entry.coreId === this.core) {
+          this.shared = true;
+          this.pos = pos + RECORD_HEADER_SIZE + plen;
+          return entry;
+        }
+      }
+    }
+    return this.readEntryFully();
+  }
+
+  /** {@link PerCoreWalReader.readEntry} for any record: loads it, classifies whatever is not an entry. */
+  private readEntryFully(): PerCoreWalEntry | null {
     if (this.fd < 0) throw new PerCoreWalError('CLOSED', `reader of ${this.segPath} is closed`, { path: this.segPath });
     const pos = this.pos;
     const remaining = this.len - pos;
-    if (remaining <= 0) return EOF_RESULT;
+    if (remaining <= 0) return this.stop(EOF_RESULT);
     if (remaining < RECORD_HEADER_SIZE) {
-      if (this.zerosToEnd(pos)) return EOF_RESULT;
-      return { kind: 'tornWrite', position: pos, reason: `partial record header: ${remaining} of ${RECORD_HEADER_SIZE} bytes` };
+      if (this.zerosToEnd(pos)) return this.stop(EOF_RESULT);
+      return this.stop({ kind: 'tornWrite', position: pos, reason: `partial record header: ${remaining} of ${RECORD_HEADER_SIZE} bytes` });
     }
     let off = this.load(pos, RECORD_HEADER_SIZE);
     const plen = this.dv.getUint32(off, true);
     if (plen === 0) {
-      if (this.zerosToEnd(pos)) return EOF_RESULT;
-      return { kind: 'corrupted', position: pos, reason: 'zero length followed by non-zero bytes' };
+      if (this.zerosToEnd(pos)) return this.stop(EOF_RESULT);
+      return this.stop({ kind: 'corrupted', position: pos, reason: 'zero length followed by non-zero bytes' });
     }
     if (plen > this.maxRecord) {
-      return { kind: 'corrupted', position: pos, reason: `length ${plen} above the maximum record size ${this.maxRecord}` };
+      return this.stop({ kind: 'corrupted', position: pos, reason: `length ${plen} above the maximum record size ${this.maxRecord}` });
     }
     if (plen > remaining - RECORD_HEADER_SIZE) {
-      return { kind: 'tornWrite', position: pos, reason: `record of ${plen} bytes ends ${plen - remaining + RECORD_HEADER_SIZE} bytes past the end of the file` };
+      return this.stop({ kind: 'tornWrite', position: pos, reason: `record of ${plen} bytes ends ${plen - remaining + RECORD_HEADER_SIZE} bytes past the end of the file` });
     }
     const expected = this.dv.getUint32(off + 4, true);
     off = this.load(pos, RECORD_HEADER_SIZE + plen);
     const start = off + RECORD_HEADER_SIZE;
-    const actual = crc32c(this.block, start, start + plen);
+    const actual = crc32cWithView(this.dv, this.block, start, start + plen);
     if (actual !== expected) {
       // A bad last record followed only by zeros is a write torn inside preallocated space.
       if (this.zerosToEnd(pos + RECORD_HEADER_SIZE + plen)) {
-        return { kind: 'tornWrite', position: pos, reason: 'checksum mismatch in the last record (torn write)' };
+        return this.stop({ kind: 'tornWrite', position: pos, reason: 'checksum mismatch in the last record (torn write)' });
       }
-      return { kind: 'checksumMismatch', position: pos, expected, actual };
+      return this.stop({ kind: 'checksumMismatch', position: pos, expected, actual });
     }
     let entry: PerCoreWalEntry;
     try {
-      entry = decodePayload(this.block, this.dv, start, start + plen, this.segPath, pos);
+      // The entry may refer to the block (shared): from now on the block is never read into.
+      entry = decodePayload(this.block, this.dv, start, start + plen, this.segPath, pos, true);
     } catch (e) {
-      return { kind: 'corrupted', position: pos, reason: (e as Error).message };
+      return this.stop({ kind: 'corrupted', position: pos, reason: (e as Error).message });
     }
     if (entry.coreId !== this.core) {
-      return { kind: 'corrupted', position: pos, reason: `entry of core ${entry.coreId} in the segment of core ${this.core}` };
+      return this.stop({ kind: 'corrupted', position: pos, reason: `entry of core ${entry.coreId} in the segment of core ${this.core}` });
     }
+    this.shared = true;
     this.pos = pos + RECORD_HEADER_SIZE + plen;
-    return { kind: 'entry', entry };
+    return entry;
+  }
+
+  /** @internal What the last {@link PerCoreWalReader.readEntry} that returned null found. */
+  stopResult(): WalReadResult { return this.stopped; }
+
+  private stop(r: WalReadResult): null {
+    this.stopped = r;
+    return null;
   }
 
   /**
@@ -193,12 +250,15 @@ export class PerCoreWalReader implements Iterable<PerCoreWalEntry> {
    */
   readAll(): PerCoreWalEntry[] {
     const out: PerCoreWalEntry[] = [];
-    for (;;) {
-      const r = this.readNext();
-      if (r.kind === 'entry') out.push(r.entry);
-      else if (r.kind === 'eof' || r.kind === 'tornWrite') return out;
-      else throw resultError(r, this.segPath, this.core);
-    }
+    for (let e = this.readEntry(); e !== null; e = this.readEntry()) out.push(e);
+    return this.endOrThrow(out);
+  }
+
+  /** `value` if the last read stopped at the end of the log or a torn tail; else the error. */
+  private endOrThrow<T>(value: T): T {
+    const r = this.stopped;
+    if (r.kind === 'eof' || r.kind === 'tornWrite') return value;
+    throw resultError(r, this.segPath, this.core);
   }
 
   /** Entries with epoch <= `maxEpoch`; stops before the first later one (epochs never decrease within a segment). */
@@ -208,22 +268,20 @@ export class PerCoreWalReader implements Iterable<PerCoreWalEntry> {
     const out: PerCoreWalEntry[] = [];
     for (;;) {
       const before = this.pos;
-      const r = this.readNext();
-      if (r.kind === 'entry') {
-        const e = r.entry;
-        if (e.eHi > mHi || (e.eHi === mHi && e.eLo > mLo)) {
-          this.pos = before;
-          return out;
-        }
-        out.push(e);
-      } else if (r.kind === 'eof' || r.kind === 'tornWrite') return out;
-      else throw resultError(r, this.segPath, this.core);
+      const e = this.readEntry();
+      if (e === null) return this.endOrThrow(out);
+      if (e.eHi > mHi || (e.eHi === mHi && e.eLo > mLo)) {
+        this.pos = before;
+        return out;
+      }
+      out.push(e);
     }
   }
 
   /** Reads on until the first non-entry result and returns the end of the last valid record. */
   findValidEnd(): number {
-    for (;;) if (this.readNext().kind !== 'entry') return this.pos;
+    while (this.readEntry() !== null);
+    return this.pos;
   }
 
   /**
@@ -258,9 +316,10 @@ export class PerCoreWalReader implements Iterable<PerCoreWalEntry> {
   private validRecordAt(at: number, plen: number): boolean {
     const off = this.load(at, RECORD_HEADER_SIZE + plen);
     const start = off + RECORD_HEADER_SIZE;
-    if (crc32c(this.block, start, start + plen) !== this.dv.getUint32(off + 4, true)) return false;
+    if (crc32cWithView(this.dv, this.block, start, start + plen) !== this.dv.getUint32(off + 4, true)) return false;
     try {
-      return decodePayload(this.block, this.dv, start, start + plen, this.segPath, at).coreId === this.core;
+      // shared: the entry is dropped at once, so it may refer to the block without copying.
+      return decodePayload(this.block, this.dv, start, start + plen, this.segPath, at, true).coreId === this.core;
     } catch {
       return false;
     }
@@ -285,12 +344,9 @@ export class PerCoreWalReader implements Iterable<PerCoreWalEntry> {
   }
 
   *[Symbol.iterator](): Iterator<PerCoreWalEntry> {
-    for (;;) {
-      const r = this.readNext();
-      if (r.kind === 'entry') yield r.entry;
-      else if (r.kind === 'eof') return;
-      else throw resultError(r, this.segPath, this.core);
-    }
+    for (let e = this.readEntry(); e !== null; e = this.readEntry()) yield e;
+    const r = this.stopped;
+    if (r.kind !== 'eof') throw resultError(r, this.segPath, this.core);
   }
 }
 

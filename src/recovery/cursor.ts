@@ -1,4 +1,4 @@
-import { crc32c } from '../crc/crc32c.js';
+import { crc32cWithView } from '../crc/crc32c.js';
 import {
   decodePayload, FORMAT_VERSION, PAYLOAD_HEADER_SIZE, TAG_CHECKPOINT, TAG_COMMIT, TAG_DELETE, TAG_EPOCH_BARRIER, TAG_PUT,
 } from '../entry/codec.js';
@@ -323,7 +323,7 @@ export class SegmentCursor {
     const tag = b[p + 1]!;
     if (b[p] !== FORMAT_VERSION || tag < TAG_PUT || tag > TAG_EPOCH_BARRIER || dv.getUint16(p + 2, true) !== this.coreId) return 0;
     if (dv.getUint32(p + 32, true) >= 0x200000) return 0; // synced boundary beyond 2^53: let the reader say so
-    if (crc32c(b, p, p + plen) !== dv.getUint32(off + 4, true)) return 0;
+    if (crc32cWithView(dv, b, p, p + plen) !== dv.getUint32(off + 4, true)) return 0;
     const body = plen - PAYLOAD_HEADER_SIZE;
     let entry: PerCoreWalEntry | null = null;
     if (tag === TAG_PUT) {
