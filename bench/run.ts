@@ -37,6 +37,11 @@ export async function runBench(opts: RunOptions = {}): Promise<CaseResult[]> {
   const seconds = opts.seconds ?? (smoke ? 0.05 : 2);
   const re = opts.filter ? new RegExp(opts.filter, 'i') : null;
   const cases = (await loadCases()).filter((c) => !re || re.test(`${c.group} ${c.name}`));
+  if (cases.length === 0) {
+    // Writing an empty run would overwrite the day's results with nothing.
+    log(`no bench case matches ${opts.filter === undefined ? '(no filter)' : `--filter ${opts.filter}`}; nothing run, nothing written`);
+    return [];
+  }
   const results: CaseResult[] = [];
   for (const c of cases) {
     const repeat = smoke ? 1 : (c.repeat ?? 3);
