@@ -954,7 +954,8 @@ export class UringStorageIo implements StorageIo {
 
   /** One SQE's share of a token's result; a token split over several SQEs completes with the last. */
   private emit(token: number, result: number, out: IoCompletion[]): void {
-    const s = this.split.get(token);
+    // Split tokens (long zero-fills) are rare: skip the lookup for every record's token.
+    const s = this.split.size === 0 ? undefined : this.split.get(token);
     if (s === undefined) {
       out.push({ token, result });
       return;
