@@ -8,7 +8,7 @@ import {
   CoreWalWriter, PerCoreWalError, PerCoreWalReader, scanSegment, StorageIoError, UringStorageIo,
   type IoCompletion, type IoFd, type UringStorageIoOptions,
 } from '../src/index.js';
-import { storageIoSuite } from './helpers/storage-io-suite.js';
+import { settle, storageIoSuite } from './helpers/storage-io-suite.js';
 import { b, tempDir } from './helpers/tmp.js';
 
 const support = UringStorageIo.isSupported();
@@ -824,31 +824,24 @@ describe('UringStorageIo', { skip }, () => {
       const fd = sio.registerFd(openSync(p, 'r+'));
       const out: IoCompletion[] = [];
       let failure: unknown = null;
-      const take = (): void => {
-        out.length = 0;
-        sio.pollCompletions(out);
-        try {
-          w.checkCompletions(out);
-        } catch (e) {
-          failure ??= e;
-        }
-      };
       try {
-        // A group commit: appends go on while the datasync of the previous group runs.
-        for (let i = 0; i < 10_000 && failure === null; i++) {
-          w.appendPutViaStorageIo(b(`key-${i}`), Buffer.alloc(1000, i & 0xff), sio, fd);
-          if (i % 16 === 15) {
-            if (!w.isSyncPending()) w.syncViaStorageIo(sio, fd);
-            sio.flush();
-            await sio.waitForCompletions();
-            take();
+        try {
+          // A group commit: appends go on while the datasync of the previous group runs.
+          for (let i = 0; i < 10_000; i++) {
+            w.appendPutViaStorageIo(b(`key-${i}`), Buffer.alloc(1000, i & 0xff), sio, fd);
+            if (i % 16 === 15) {
+              if (!w.isSyncPending()) w.syncViaStorageIo(sio, fd);
+              sio.flush();
+              await sio.waitForCompletions();
+              out.length = 0;
+              sio.pollCompletions(out);
+              w.checkCompletions(out); // throws IO once the failure arrives
+            }
           }
+        } catch (e) {
+          failure = e;
         }
-        while (failure === null && (w.isSyncPending() || w.writesInFlight() > 0)) {
-          sio.flush();
-          await sio.waitForCompletions();
-          take();
-        }
+        failure ??= await settle(w, sio);
         assert.ok(failure instanceof PerCoreWalError, `expected the writer to fail: ${String(failure)}`);
         assert.equal(failure.code, 'IO');
         assert.equal(failure.errno, ENOSPC);
