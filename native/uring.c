@@ -388,8 +388,8 @@ static napi_value js_create(napi_env env, napi_callback_info info) {
     memset(&p, 0, sizeof p);
     p.flags = IORING_SETUP_COOP_TASKRUN | IORING_SETUP_TASKRUN_FLAG;
     fd = sys_setup(entries, &p);
+    /* EINVAL: a kernel without these flags. Any other refusal is retried without them. */
     if (fd >= 0) r->coop = 1;
-    else if (errno != EINVAL) { err = errno; free(r); return throw_errno(env, "io_uring_setup", err); }
   }
 #endif
   if (fd < 0) {
