@@ -155,7 +155,7 @@ export interface UringStorageIoInfo {
   registeredFds: number;
   /** SQEs handed to the kernel since creation (fewer than operations when writes coalesce). */
   sqesSubmitted: number;
-  /** Linked chains handed to the kernel since creation (at most one per fd at a time). */
+  /** Linked chains handed to the kernel since creation (per fd, one running writes at a time, and at most one more whose datasync still runs). */
   chainsSubmitted: number;
   /**
    * Times a flush left operations of an fd queued because earlier writes of the fd were
@@ -883,7 +883,7 @@ export class UringStorageIo implements StorageIo {
           retry = i;
           break;
         }
-        // The fd failed meanwhile (its detached datasync): the rest is not resubmitted.
+        // The fd failed meanwhile (the datasync this chain ran beside): the rest is not resubmitted.
         failed = -ECANCELED;
         this.finishOp(op, failed, out);
       } else {
