@@ -49,6 +49,32 @@ function code(fn: () => unknown): string | undefined {
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
+/** 32 MiB: enough dirty pages for an fdatasync to take milliseconds on a disk. */
+const BIG = Buffer.alloc(32 << 20, 1);
+
+/**
+ * A ring with `options`, a fresh file on a disk and, started, a write of {@link BIG} with a
+ * datasync linked after it: a datasync that runs a while. Null, with the test skipped, on
+ * tmpfs, where fdatasync returns at once.
+ */
+function slowDatasync(t: TestContext, options: UringStorageIoOptions = {}): { sio: UringStorageIo; fd: IoFd; p: string; w1: number; s1: number } | null {
+  const dir = tempDir();
+  if (statfsSync(dir).type === TMPFS_MAGIC) {
+    t.skip('fdatasync on tmpfs returns at once: nothing runs long enough to overlap');
+    return null;
+  }
+  const p = join(dir, 'slow-datasync.log');
+  const sio = withIo(options);
+  const fd = sio.registerFd(openSync(p, 'w+'));
+  const w1 = sio.submitAppend(fd, BIG); // a private copy, one SQE
+  const s1 = sio.submitDatasync(fd); // linked after it
+  sio.flush();
+  return { sio, fd, p, w1, s1 };
+}
+
+/** Where `token`'s completion stands in `done`, -1 if absent. */
+const indexIn = (done: IoCompletion[], token: number): number => done.findIndex((c) => c.token === token);
+
 /**
  * Runs `fn` with a directory on a freshly mounted tmpfs of `size` (e.g. '64k'), so that
  * writes run out of space; skips the test where mounting is not allowed (needs root).
@@ -369,34 +395,52 @@ describe('UringStorageIo', { skip }, () => {
   // meanwhile need not wait for it (as on ThreadPoolStorageIo), but must wait for every
   // earlier write, and a second datasync waits for the first.
   test('writes submitted while a datasync runs start beside it and complete before it; the next datasync waits for it', async (t) => {
-    const dir = tempDir();
-    if (statfsSync(dir).type === TMPFS_MAGIC) {
-      t.skip('fdatasync on tmpfs returns at once: nothing runs long enough to overlap');
-      return;
-    }
-    const p = join(dir, 'beside.log');
-    const sio = withIo();
+    const slow = slowDatasync(t);
+    if (slow === null) return;
+    const { sio, fd, p, w1, s1 } = slow;
     try {
-      const fd = sio.registerFd(openSync(p, 'w+'));
-      const big = Buffer.alloc(32 << 20, 1);
-      const w1 = sio.submitAppend(fd, big); // a private copy, one SQE
-      const s1 = sio.submitDatasync(fd); // linked after it: 32 MiB to write back
-      sio.flush();
       const w2 = sio.submitAppend(fd, b('after s1'));
       const s2 = sio.submitDatasync(fd);
       sio.flush(); // w2 waits for w1's completion, s2 for s1's
       const done = await drain(sio);
-      const at = (token: number): number => done.findIndex((c) => c.token === token);
-      assert.deepEqual([w1, s1, w2, s2].map((tok) => done[at(tok)]!.result), [big.length, 0, 8, 0]);
+      const at = (token: number): number => indexIn(done, token);
+      assert.deepEqual([w1, s1, w2, s2].map((tok) => done[at(tok)]!.result), [BIG.length, 0, 8, 0]);
       assert.ok(at(s1) < at(s2), 'one datasync per fd at a time');
       assert.ok(at(w2) < at(s1), `w2 completed beside s1: ${JSON.stringify(done)}`);
       const i = sio.info();
       assert.equal(i.chainsBesideDatasync, 1);
       assert.equal(i.cqesOutOfChainOrder, 0);
       const data = readFileSync(p);
-      assert.equal(data.length, big.length + 8);
-      assert.equal(data.subarray(big.length).toString(), 'after s1');
-      assert.equal(data[big.length - 1], 1);
+      assert.equal(data.length, BIG.length + 8);
+      assert.equal(data.subarray(BIG.length).toString(), 'after s1');
+      assert.equal(data[BIG.length - 1], 1);
+    } finally {
+      sio.close();
+    }
+  });
+
+  test('beside a running datasync, writes with nothing queued behind them wait for it unless they fill a registered buffer', async (t) => {
+    const slow = slowDatasync(t, { bufferSize: 4096 });
+    if (slow === null) return;
+    const { sio, fd, p, w1, s1 } = slow;
+    try {
+      const small = sio.submitAppend(fd, b('small')); // less than a buffer: waits for s1
+      sio.flush();
+      let done = await drain(sio);
+      const at = (token: number): number => indexIn(done, token);
+      assert.deepEqual([w1, s1, small].map((tok) => done[at(tok)]!.result), [BIG.length, 0, 5]);
+      assert.ok(at(s1) < at(small), `the small write waited for s1: ${JSON.stringify(done)}`);
+      assert.equal(sio.info().chainsBesideDatasync, 0);
+      const w2 = sio.submitAppend(fd, BIG);
+      const s2 = sio.submitDatasync(fd);
+      sio.flush();
+      const full = sio.submitAppend(fd, Buffer.alloc(4096, 2)); // a buffer's worth: starts beside s2
+      sio.flush();
+      done = await drain(sio);
+      assert.deepEqual([w2, s2, full].map((tok) => done[at(tok)]!.result), [BIG.length, 0, 4096]);
+      assert.ok(at(full) < at(s2), `the full buffer completed beside s2: ${JSON.stringify(done)}`);
+      assert.equal(sio.info().chainsBesideDatasync, 1);
+      assert.equal(fstatSync(openSync(p, 'r')).size, 2 * BIG.length + 5 + 4096);
     } finally {
       sio.close();
     }

@@ -284,8 +284,9 @@ function checkOffset(v: unknown, name: string): number {
  *   invariant 2). A chain starts only once every earlier write of the fd has completed
  *   (its completion taken), so writes run in submission order; it need not wait for a
  *   datasync that ends the previous chain — writes made while a datasync runs start
- *   beside it, as on `ThreadPoolStorageIo` — but at most one datasync per fd runs at a
- *   time. Operations that must wait start as the completions they wait for are taken.
+ *   beside it, as on `ThreadPoolStorageIo`, once they fill a registered buffer or a
+ *   datasync is queued behind them — but at most one datasync per fd runs at a time.
+ *   Operations that must wait start as the completions they wait for are taken.
  * - After an operation on an fd fails, every later one on it that has not started
  *   completes with `-ECANCELED` without running (the kernel cancels the rest of the
  *   chain; queued ones never start), so the file never holds a record after a hole, and
@@ -725,13 +726,20 @@ export class UringStorageIo implements StorageIo {
    * How many of `st`'s queued operations may start now, as one chain: none while writes
    * of the fd run; otherwise every write up to and including the first datasync — up to
    * it only while an earlier datasync still runs (at most one per fd in the kernel).
+   * Beside a running datasync, writes with no datasync queued behind them start only once
+   * they fill a registered buffer (`bufferSize` bytes): a chain costs an io-wq wake-up
+   * and a completion to take, more than writing a few KiB just before the next datasync
+   * (measured: less CPU per record and higher records/s at 100 B records). They start
+   * anyway as soon as that datasync completes.
    */
   private startable(st: FdState): number {
     const q = st.queued;
     if (q.length === 0 || (st.chain !== null && !this.detachSync(st))) return 0;
     let i = 0;
-    while (i < q.length && q[i]!.kind !== KIND_SYNC) i++;
-    return i < q.length && st.syncChain === null ? i + 1 : i;
+    let bytes = 0;
+    while (i < q.length && q[i]!.kind !== KIND_SYNC) bytes += q[i++]!.used;
+    if (st.syncChain === null) return i < q.length ? i + 1 : i;
+    return i === q.length && bytes < this.bufSize ? 0 : i;
   }
 
   /** `all`: everything queued (a flush); otherwise only fds whose start was asked for. */
