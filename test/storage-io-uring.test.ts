@@ -714,6 +714,38 @@ describe('UringStorageIo', { skip }, () => {
     }
   });
 
+  test('waitForCompletions leaves unflushed operations queued while others are in flight; a datasync flushed later links them in its chain', async () => {
+    const dir = tempDir();
+    const sio = withIo({ sqpoll: false });
+    try {
+      const fd = sio.registerFd(openSync(join(dir, 'w.bin'), 'w+'));
+      const w1 = sio.submitAppend(fd, b('one'));
+      sio.flush();
+      const w2 = sio.submitAppend(fd, b('two')); // not flushed
+      const out: IoCompletion[] = [];
+      while (!out.some((c) => c.token === w1)) {
+        await sio.waitForCompletions();
+        sio.pollCompletions(out);
+      }
+      assert.ok(!out.some((c) => c.token === w2));
+      assert.equal(sio.info().chainsSubmitted, 1, 'w2 was not started by the wait while w1 ran');
+      const s = sio.submitDatasync(fd);
+      sio.flush();
+      assert.equal(sio.info().chainsSubmitted, 2, 'w2 and the datasync went out as one chain');
+      const rest = await drain(sio);
+      assert.deepEqual(rest, [{ token: w2, result: 3 }, { token: s, result: 0 }]);
+      // With nothing in flight, a wait starts what is queued: a forgotten flush cannot hang it.
+      const w3 = sio.submitAppend(fd, b('!'));
+      await sio.waitForCompletions();
+      const last: IoCompletion[] = [];
+      sio.pollCompletions(last);
+      assert.deepEqual(last, [{ token: w3, result: 1 }]);
+      assert.equal(readFileSync(join(dir, 'w.bin'), 'utf8'), 'onetwo!');
+    } finally {
+      sio.close();
+    }
+  });
+
   test('an idle instance does not keep the process alive, with or without close()', () => {
     for (const doClose of [true, false]) {
       const script = `

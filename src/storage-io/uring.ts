@@ -982,14 +982,19 @@ export class UringStorageIo implements StorageIo {
 
   /**
    * Resolves once `pollCompletions` has something to return, at once if it already has or
-   * if nothing is pending (nothing could ever arrive). Starts queued operations first, so
-   * a forgotten `flush()` cannot hang it. Throws `CLOSED` after `close()`; a wait pending
+   * if nothing is pending (nothing could ever arrive). When nothing is in the kernel it
+   * starts the queued operations first (`flush()`), so a forgotten flush cannot hang it;
+   * while something is, operations not flushed stay queued for the caller's next flush —
+   * typically a datasync's, which then links them before it in one chain instead of
+   * starting them as a chain of their own. Throws `CLOSED` after `close()`; a wait pending
    * when `close()` runs resolves.
    */
   waitForCompletions(): Promise<void> {
     this.checkOpen();
     if (this.staged.length > 0 || this.pending === 0) return Promise.resolve();
-    this.flush(); // also takes what the CQ holds
+    if (this.native.cqReady(this.h) > 0) this.reapInto(this.staged);
+    if (this.staged.length > 0) return Promise.resolve();
+    if (this.inflight.size === 0) this.startChains(true);
     if (this.staged.length > 0) return Promise.resolve();
     return new Promise<void>((resolve) => {
       this.waiters.push(resolve);
