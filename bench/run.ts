@@ -63,7 +63,10 @@ export async function runBench(opts: RunOptions = {}): Promise<CaseResult[]> {
     results.push(res);
     if (!opts.json) log(`${c.group} / ${c.name}: ` + res.metrics.map((m) => `${m.name}=${fmt(m.median)} ${m.unit}`).join(', '));
   }
-  if (opts.out !== null) {
+  // A filter matching nothing must not overwrite the day's tracked results with an empty run.
+  const emptyOverTracked = cases.length === 0 && opts.out === undefined;
+  if (emptyOverTracked) process.stderr.write(`bench: no case matches --filter ${opts.filter ?? ''}; bench/results left alone\n`);
+  if (opts.out !== null && !emptyOverTracked) {
     const outDir = opts.out ?? join(here, '..', '..', 'bench', 'results');
     mkdirSync(outDir, { recursive: true });
     const date = new Date().toISOString().slice(0, 10);

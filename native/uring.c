@@ -51,6 +51,10 @@ struct ring {
   int efd;
   int closed;
   int sqpoll;
+  /* IORING_SETUP_COOP_TASKRUN | IORING_SETUP_TASKRUN_FLAG: completions of work the kernel ran
+   * in io-wq are posted at this thread's next kernel entry instead of by an IPI that
+   * interrupts it; IORING_SQ_TASKRUN says when such an entry is due. */
+  int coop;
   unsigned features;
   unsigned sq_entries, cq_entries;
   unsigned *sq_khead, *sq_ktail, *sq_kflags, *sq_array;
@@ -378,6 +382,16 @@ static napi_value js_create(napi_env env, napi_callback_info info) {
     /* EPERM: SQPOLL needs privileges before 5.11 or is denied by policy; fall back. */
     else sqpoll_errno = errno;
   }
+#if defined(IORING_SETUP_COOP_TASKRUN) && defined(IORING_SETUP_TASKRUN_FLAG)
+  if (fd < 0) {
+    /* Linux >= 5.19; not with SQPOLL (whose thread runs the completions itself). */
+    memset(&p, 0, sizeof p);
+    p.flags = IORING_SETUP_COOP_TASKRUN | IORING_SETUP_TASKRUN_FLAG;
+    fd = sys_setup(entries, &p);
+    /* EINVAL: a kernel without these flags. Any other refusal is retried without them. */
+    if (fd >= 0) r->coop = 1;
+  }
+#endif
   if (fd < 0) {
     memset(&p, 0, sizeof p);
     fd = sys_setup(entries, &p);
@@ -441,6 +455,7 @@ static napi_value js_create(napi_env env, napi_callback_info info) {
   set_num(env, out, "sqEntries", r->sq_entries);
   set_num(env, out, "cqEntries", r->cq_entries);
   set_bool(env, out, "sqpoll", r->sqpoll);
+  set_bool(env, out, "coopTaskrun", r->coop);
   set_num(env, out, "sqpollErrno", sqpoll_errno);
   set_num(env, out, "features", r->features);
   return out;
@@ -562,12 +577,29 @@ static napi_value js_submit(napi_env env, napi_callback_info info) {
 
 /* ---- completion --------------------------------------------------------------------- */
 
+/*
+ * With COOP_TASKRUN, completions the kernel finished elsewhere wait for this thread's next
+ * syscall; IORING_SQ_TASKRUN flags them. Enter the kernel only then, so that polling still
+ * makes no syscall while nothing waits. Returns 0 or -errno.
+ */
+static int run_task_work(ring_t *r) {
+#ifdef IORING_SQ_TASKRUN
+  if (r->coop && (__atomic_load_n(r->sq_kflags, __ATOMIC_ACQUIRE) & IORING_SQ_TASKRUN)) {
+    if (sys_enter(r->fd, 0, 0, IORING_ENTER_GETEVENTS) < 0 && errno != EINTR && errno != EAGAIN && errno != EBUSY) return -errno;
+  }
+#else
+  (void)r;
+#endif
+  return 0;
+}
+
 static unsigned cq_ready(ring_t *r) {
   return __atomic_load_n(r->cq_ktail, __ATOMIC_ACQUIRE) - *r->cq_khead;
 }
 
 /* reap(handle, Float64Array out) -> CQEs copied as (userData, res) pairs. No syscall
- * unless the kernel flagged a CQ overflow, which io_uring_enter(GETEVENTS) flushes. */
+ * unless the kernel flagged completions waiting for this thread (COOP_TASKRUN) or a CQ
+ * overflow, which io_uring_enter(GETEVENTS) flushes. */
 static napi_value js_reap(napi_env env, napi_callback_info info) {
   size_t argc = 2;
   napi_value argv[2];
@@ -578,10 +610,13 @@ static napi_value js_reap(napi_env env, napi_callback_info info) {
   size_t len;
   if (!get_f64_array(env, argv[1], &out, &len)) return NULL;
   size_t max = len / 2;
+  int rc = run_task_work(r);
+  if (rc < 0) return throw_errno(env, "io_uring_enter(GETEVENTS)", -rc);
   unsigned head = *r->cq_khead;
   unsigned tail = __atomic_load_n(r->cq_ktail, __ATOMIC_ACQUIRE);
   if (head == tail && (__atomic_load_n(r->sq_kflags, __ATOMIC_RELAXED) & IORING_SQ_CQ_OVERFLOW)) {
-    sys_enter(r->fd, 0, 0, IORING_ENTER_GETEVENTS);
+    if (sys_enter(r->fd, 0, 0, IORING_ENTER_GETEVENTS) < 0 && errno != EINTR && errno != EAGAIN && errno != EBUSY)
+      return throw_errno(env, "io_uring_enter(GETEVENTS)", errno);
     tail = __atomic_load_n(r->cq_ktail, __ATOMIC_ACQUIRE);
   }
   size_t n = 0;
@@ -604,6 +639,8 @@ static napi_value js_cq_ready(napi_env env, napi_callback_info info) {
   CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
   ring_t *r = get_ring(env, argv[0]);
   if (r == NULL) return NULL;
+  int rc = run_task_work(r);
+  if (rc < 0) return throw_errno(env, "io_uring_enter(GETEVENTS)", -rc);
   napi_value v;
   CHECK(napi_create_uint32(env, cq_ready(r), &v));
   return v;

@@ -1,14 +1,14 @@
 import assert from 'node:assert/strict';
 import { execFileSync, spawnSync } from 'node:child_process';
-import { closeSync, constants, fstatSync, openSync, readFileSync, readSync, writeFileSync } from 'node:fs';
+import { closeSync, constants, fstatSync, openSync, readFileSync, readSync, statfsSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { describe, test } from 'node:test';
+import { describe, test, type TestContext } from 'node:test';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import {
-  CoreWalWriter, PerCoreWalError, PerCoreWalReader, StorageIoError, UringStorageIo,
+  CoreWalWriter, PerCoreWalError, PerCoreWalReader, scanSegment, StorageIoError, UringStorageIo,
   type IoCompletion, type IoFd, type UringStorageIoOptions,
 } from '../src/index.js';
-import { storageIoSuite } from './helpers/storage-io-suite.js';
+import { settle, storageIoSuite } from './helpers/storage-io-suite.js';
 import { b, tempDir } from './helpers/tmp.js';
 
 const support = UringStorageIo.isSupported();
@@ -19,7 +19,9 @@ const indexUrl = pathToFileURL(fileURLToPath(new URL('../src/index.js', import.m
 const EBADF = 9;
 const ENOSPC = 28;
 const EINVAL = 22;
+const EFBIG = 27;
 const ECANCELED = 125;
+const TMPFS_MAGIC = 0x01021994;
 
 /** Waits until every pending operation has completed; returns the completions in hand-out order. */
 async function drain(sio: UringStorageIo): Promise<IoCompletion[]> {
@@ -46,6 +48,57 @@ function code(fn: () => unknown): string | undefined {
 }
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+/** 32 MiB: enough dirty pages for an fdatasync to take milliseconds on a disk. */
+const BIG = Buffer.alloc(32 << 20, 1);
+
+/**
+ * A ring with `options`, a fresh file on a disk and, started, a write of {@link BIG} with a
+ * datasync linked after it: a datasync that runs a while. Null, with the test skipped, on
+ * tmpfs, where fdatasync returns at once.
+ */
+function slowDatasync(t: TestContext, options: UringStorageIoOptions = {}): { sio: UringStorageIo; fd: IoFd; p: string; w1: number; s1: number } | null {
+  const dir = tempDir();
+  if (statfsSync(dir).type === TMPFS_MAGIC) {
+    t.skip('fdatasync on tmpfs returns at once: nothing runs long enough to overlap');
+    return null;
+  }
+  const p = join(dir, 'slow-datasync.log');
+  const sio = withIo(options);
+  const fd = sio.registerFd(openSync(p, 'w+'));
+  const w1 = sio.submitAppend(fd, BIG); // a private copy, one SQE
+  const s1 = sio.submitDatasync(fd); // linked after it
+  sio.flush();
+  return { sio, fd, p, w1, s1 };
+}
+
+/** Where `token`'s completion stands in `done`, -1 if absent. */
+const indexIn = (done: IoCompletion[], token: number): number => done.findIndex((c) => c.token === token);
+
+/**
+ * Runs `fn` with a directory on a freshly mounted tmpfs of `size` (e.g. '64k'), so that
+ * writes run out of space; skips the test where mounting is not allowed (needs root).
+ */
+async function withSmallTmpfs(t: TestContext, size: string, fn: (mnt: string) => Promise<void>): Promise<void> {
+  const mnt = join(tempDir(), 'small');
+  execFileSync('mkdir', [mnt]);
+  try {
+    execFileSync('mount', ['-t', 'tmpfs', '-o', `size=${size}`, 'tmpfs', mnt], { stdio: 'ignore' });
+  } catch {
+    t.skip('cannot mount a small tmpfs here (needs root)');
+    return;
+  }
+  try {
+    await fn(mnt);
+  } finally {
+    // The kernel drops a closed ring's file references asynchronously.
+    let unmounted = false;
+    for (let i = 0; i < 50 && !unmounted; i++) {
+      try { execFileSync('umount', [mnt], { stdio: 'ignore' }); unmounted = true; } catch { await sleep(20); }
+    }
+    if (!unmounted) execFileSync('umount', ['-l', mnt]);
+  }
+}
 
 describe('UringStorageIo', { skip }, () => {
   test('isSupported reports support with no reason; info describes the ring', () => {
@@ -319,35 +372,108 @@ describe('UringStorageIo', { skip }, () => {
   });
 
   test('a short write is resubmitted for its remainder; on a full tmpfs that ends in -ENOSPC and cancels what follows', async (t) => {
-    const dir = tempDir();
-    const mnt = join(dir, 'small');
-    execFileSync('mkdir', [mnt]);
+    await withSmallTmpfs(t, '64k', async (mnt) => {
+      const sio = withIo({ bufferSize: 256 * 1024, bufferCount: 2 });
+      try {
+        const fd = sio.registerFd(openSync(join(mnt, 'f'), 'w+'));
+        const big = sio.submitAppend(fd, Buffer.alloc(100_000, 7)); // one SQE; 64 KiB fit
+        const after = sio.submitWrite(fd, Buffer.alloc(10, 8), 200_000); // its own SQE, after it in the chain
+        const s = sio.submitDatasync(fd);
+        const done = new Map((await drain(sio)).map((c) => [c.token, c.result]));
+        assert.equal(sio.info().shortWriteRetries, 1, 'the kernel wrote part of it; the rest was resubmitted');
+        assert.equal(done.get(big), -ENOSPC, 'a write reports its full length or an errno, never a short count');
+        assert.equal(done.get(after), -ECANCELED);
+        assert.equal(done.get(s), -ECANCELED, 'no datasync reports success after a failed write');
+        assert.equal(readFileSync(join(mnt, 'f')).length, 65536);
+      } finally {
+        sio.close();
+      }
+    });
+  });
+
+  // fdatasync of tens of MiB of dirty pages takes milliseconds on a disk; writes made
+  // meanwhile need not wait for it (as on ThreadPoolStorageIo), but must wait for every
+  // earlier write, and a second datasync waits for the first.
+  test('writes submitted while a datasync runs start beside it and complete before it; the next datasync waits for it', async (t) => {
+    const slow = slowDatasync(t);
+    if (slow === null) return;
+    const { sio, fd, p, w1, s1 } = slow;
     try {
-      execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=64k', 'tmpfs', mnt], { stdio: 'ignore' });
-    } catch {
-      t.skip('cannot mount a small tmpfs here (needs root)');
-      return;
-    }
-    const sio = withIo({ bufferSize: 256 * 1024, bufferCount: 2 });
-    try {
-      const fd = sio.registerFd(openSync(join(mnt, 'f'), 'w+'));
-      const big = sio.submitAppend(fd, Buffer.alloc(100_000, 7)); // one SQE; 64 KiB fit
-      const after = sio.submitWrite(fd, Buffer.alloc(10, 8), 200_000); // its own SQE, after it in the chain
-      const s = sio.submitDatasync(fd);
-      const done = new Map((await drain(sio)).map((c) => [c.token, c.result]));
-      assert.equal(sio.info().shortWriteRetries, 1, 'the kernel wrote part of it; the rest was resubmitted');
-      assert.equal(done.get(big), -ENOSPC, 'a write reports its full length or an errno, never a short count');
-      assert.equal(done.get(after), -ECANCELED);
-      assert.equal(done.get(s), -ECANCELED, 'no datasync reports success after a failed write');
-      assert.equal(readFileSync(join(mnt, 'f')).length, 65536);
+      const w2 = sio.submitAppend(fd, b('after s1'));
+      const s2 = sio.submitDatasync(fd);
+      sio.flush(); // w2 waits for w1's completion, s2 for s1's
+      const done = await drain(sio);
+      const at = (token: number): number => indexIn(done, token);
+      assert.deepEqual([w1, s1, w2, s2].map((tok) => done[at(tok)]!.result), [BIG.length, 0, 8, 0]);
+      assert.ok(at(s1) < at(s2), 'one datasync per fd at a time');
+      assert.ok(at(w2) < at(s1), `w2 completed beside s1: ${JSON.stringify(done)}`);
+      const i = sio.info();
+      assert.equal(i.chainsBesideDatasync, 1);
+      assert.equal(i.cqesOutOfChainOrder, 0);
+      const data = readFileSync(p);
+      assert.equal(data.length, BIG.length + 8);
+      assert.equal(data.subarray(BIG.length).toString(), 'after s1');
+      assert.equal(data[BIG.length - 1], 1);
     } finally {
       sio.close();
-      // The kernel drops the ring's file references asynchronously after close.
-      let unmounted = false;
-      for (let i = 0; i < 50 && !unmounted; i++) {
-        try { execFileSync('umount', [mnt], { stdio: 'ignore' }); unmounted = true; } catch { await sleep(20); }
+    }
+  });
+
+  test('beside a running datasync, writes with nothing queued behind them wait for it unless they fill a registered buffer', async (t) => {
+    const slow = slowDatasync(t, { bufferSize: 4096 });
+    if (slow === null) return;
+    const { sio, fd, p, w1, s1 } = slow;
+    try {
+      const small = sio.submitAppend(fd, b('small')); // less than a buffer: waits for s1
+      sio.flush();
+      let done = await drain(sio);
+      const at = (token: number): number => indexIn(done, token);
+      assert.deepEqual([w1, s1, small].map((tok) => done[at(tok)]!.result), [BIG.length, 0, 5]);
+      assert.ok(at(s1) < at(small), `the small write waited for s1: ${JSON.stringify(done)}`);
+      assert.equal(sio.info().chainsBesideDatasync, 0);
+      const w2 = sio.submitAppend(fd, BIG);
+      const s2 = sio.submitDatasync(fd);
+      sio.flush();
+      const full = sio.submitAppend(fd, Buffer.alloc(4096, 2)); // a buffer's worth: starts beside s2
+      sio.flush();
+      done = await drain(sio);
+      assert.deepEqual([w2, s2, full].map((tok) => done[at(tok)]!.result), [BIG.length, 0, 4096]);
+      assert.ok(at(full) < at(s2), `the full buffer completed beside s2: ${JSON.stringify(done)}`);
+      assert.equal(sio.info().chainsBesideDatasync, 1);
+      assert.equal(fstatSync(openSync(p, 'r')).size, 2 * BIG.length + 5 + 4096);
+    } finally {
+      sio.close();
+    }
+  });
+
+  // A write at 32 TiB fails with EFBIG on ext4 (16 TiB files at most): a real kernel
+  // failure of a write made while an earlier datasync runs.
+  test('a write failing beside a running datasync cancels what follows it; that datasync reports its own result, the next one never success', async (t) => {
+    const dir = tempDir();
+    const p = join(dir, 'fail-beside.log');
+    const sio = withIo();
+    try {
+      const fd = sio.registerFd(openSync(p, 'w+'));
+      const w1 = sio.submitAppend(fd, Buffer.alloc(16 << 20, 1));
+      const s1 = sio.submitDatasync(fd);
+      sio.flush();
+      const w2 = sio.submitWrite(fd, b('too far'), 2 ** 45);
+      const w3 = sio.submitAppend(fd, b('after the hole'));
+      const s2 = sio.submitDatasync(fd);
+      const done = new Map((await drain(sio)).map((c) => [c.token, c.result]));
+      if (done.get(w2) !== -EFBIG) {
+        t.skip(`this filesystem accepts a write at 32 TiB (result ${done.get(w2)})`);
+        return;
       }
-      if (!unmounted) execFileSync('umount', ['-l', mnt]);
+      assert.equal(done.get(w1), 16 << 20);
+      assert.equal(done.get(s1), 0, 'it covers w1 only, which succeeded');
+      assert.equal(done.get(w3), -ECANCELED, 'nothing is written after the hole');
+      assert.equal(done.get(s2), -ECANCELED, 'never a datasync reporting success over the failed write');
+      const late = sio.submitAppend(fd, b('late'));
+      assert.deepEqual(await drain(sio), [{ token: late, result: -ECANCELED }]);
+      assert.equal(fstatSync(openSync(p, 'r')).size, 16 << 20);
+    } finally {
+      sio.close();
     }
   });
 
@@ -588,6 +714,38 @@ describe('UringStorageIo', { skip }, () => {
     }
   });
 
+  test('waitForCompletions leaves unflushed operations queued while others are in flight; a datasync flushed later links them in its chain', async () => {
+    const dir = tempDir();
+    const sio = withIo({ sqpoll: false });
+    try {
+      const fd = sio.registerFd(openSync(join(dir, 'w.bin'), 'w+'));
+      const w1 = sio.submitAppend(fd, b('one'));
+      sio.flush();
+      const w2 = sio.submitAppend(fd, b('two')); // not flushed
+      const out: IoCompletion[] = [];
+      while (!out.some((c) => c.token === w1)) {
+        await sio.waitForCompletions();
+        sio.pollCompletions(out);
+      }
+      assert.ok(!out.some((c) => c.token === w2));
+      assert.equal(sio.info().chainsSubmitted, 1, 'w2 was not started by the wait while w1 ran');
+      const s = sio.submitDatasync(fd);
+      sio.flush();
+      assert.equal(sio.info().chainsSubmitted, 2, 'w2 and the datasync went out as one chain');
+      const rest = await drain(sio);
+      assert.deepEqual(rest, [{ token: w2, result: 3 }, { token: s, result: 0 }]);
+      // With nothing in flight, a wait starts what is queued: a forgotten flush cannot hang it.
+      const w3 = sio.submitAppend(fd, b('!'));
+      await sio.waitForCompletions();
+      const last: IoCompletion[] = [];
+      sio.pollCompletions(last);
+      assert.deepEqual(last, [{ token: w3, result: 1 }]);
+      assert.equal(readFileSync(join(dir, 'w.bin'), 'utf8'), 'onetwo!');
+    } finally {
+      sio.close();
+    }
+  });
+
   test('an idle instance does not keep the process alive, with or without close()', () => {
     for (const doClose of [true, false]) {
       const script = `
@@ -732,6 +890,49 @@ describe('UringStorageIo', { skip }, () => {
       sio.close();
       w.close();
     }
+  });
+
+  test('writer appending while its datasyncs run, until the disk is full: ENOSPC reaches checkCompletions, syncedPosition stays below the failed write, no record after it', async (t) => {
+    await withSmallTmpfs(t, '256k', async (mnt) => {
+      const p = join(mnt, 'wal-0.log');
+      const w = CoreWalWriter.create(0, p, { preallocate: 0 });
+      const sio = withIo({ bufferSize: 16 * 1024 });
+      const fd = sio.registerFd(openSync(p, 'r+'));
+      const out: IoCompletion[] = [];
+      let failure: unknown = null;
+      try {
+        try {
+          // A group commit: appends go on while the datasync of the previous group runs.
+          for (let i = 0; i < 10_000; i++) {
+            w.appendPutViaStorageIo(b(`key-${i}`), Buffer.alloc(1000, i & 0xff), sio, fd);
+            if (i % 16 === 15) {
+              if (!w.isSyncPending()) w.syncViaStorageIo(sio, fd);
+              sio.flush();
+              await sio.waitForCompletions();
+              out.length = 0;
+              sio.pollCompletions(out);
+              w.checkCompletions(out); // throws IO once the failure arrives
+            }
+          }
+        } catch (e) {
+          failure = e;
+        }
+        failure ??= await settle(w, sio);
+        assert.ok(failure instanceof PerCoreWalError, `expected the writer to fail: ${String(failure)}`);
+        assert.equal(failure.code, 'IO');
+        assert.equal(failure.errno, ENOSPC);
+        assert.ok(w.syncedPosition() > 0, 'groups synced before the disk filled');
+        assert.ok(w.syncedPosition() <= failure.position!, `syncedPosition ${w.syncedPosition()} passed the failed write at ${failure.position}`);
+        assert.equal(w.isPoisoned(), true);
+      } finally {
+        sio.close();
+        w.close();
+      }
+      const scan = scanSegment(0, p);
+      assert.ok(scan.validEnd <= (failure as PerCoreWalError).position!, 'no valid record at or after the failed write');
+      assert.ok(scan.validEnd >= w.syncedPosition());
+      assert.equal(scan.last!.sequence, BigInt(scan.entries - 1));
+    });
   });
 });
 

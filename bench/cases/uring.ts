@@ -205,7 +205,8 @@ function row(valueSize: number, syncEvery: number): (ctx: BenchContext) => Promi
 const support = UringStorageIo.isSupported();
 if (!support.supported) process.stderr.write(`bench: io_uring cases skipped — ${support.reason}\n`);
 
-const GROUP = 'storage-io (writer StorageIo path)';
+/** Named so that `npm run bench -- --filter uring` selects these rows. */
+const GROUP = 'storage-io (writer StorageIo path, io_uring)';
 
 export const cases: BenchCase[] = support.supported
   ? [

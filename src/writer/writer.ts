@@ -1,4 +1,6 @@
 import { dirname } from 'node:path';
+// Imported, not the global: in Node 20 `globalThis.performance` is an accessor, a getter call on every record.
+import { performance } from 'node:perf_hooks';
 import { crc32cWithView } from '../crc/crc32c.js';
 import {
   encodePayload, FORMAT_VERSION, PAYLOAD_HEADER_SIZE, payloadSize, TAG_DELETE, TAG_PUT, writePayloadHeader,
