@@ -1,6 +1,13 @@
 {
   "targets": [
     {
+      "target_name": "corewal_frames",
+      "sources": ["native/frames.c"],
+      "cflags": ["-std=gnu11", "-O2", "-Wall", "-Wextra", "-Wno-unused-parameter"],
+      "xcode_settings": { "OTHER_CFLAGS": ["-std=gnu11", "-O2"] },
+      "defines": ["NAPI_VERSION=8"]
+    },
+    {
       "target_name": "corewal_uring",
       "conditions": [
         ["OS=='linux'", {

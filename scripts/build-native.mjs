@@ -1,7 +1,9 @@
 #!/usr/bin/env node
-// Builds the optional io_uring addon (native/uring.c) with node-gyp. It must never make
-// `npm install` fail: anywhere it cannot build (not Linux, no compiler, kernel headers
-// without io_uring) corewal works without it and UringStorageIo.isSupported() says why.
+// Builds the optional native addons with node-gyp: corewal_frames (native/frames.c, the
+// writer's one-call CRC sealing of appended records) and corewal_uring (native/uring.c,
+// UringStorageIo). It must never make `npm install` fail: anywhere they cannot build (not
+// Linux, no compiler, kernel headers without io_uring) corewal works without them — records
+// are sealed by the TypeScript CRC, and UringStorageIo.isSupported() says why it is off.
 import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
@@ -12,7 +14,7 @@ const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const verbose = process.argv.includes('--verbose') || process.env.COREWAL_NATIVE_VERBOSE === '1';
 
 function skip(why) {
-  console.log(`corewal: io_uring addon not built (${why}); UringStorageIo will be unavailable, everything else works.`);
+  console.log(`corewal: native addons not built (${why}); UringStorageIo will be unavailable and records are sealed in TypeScript, everything else works.`);
   process.exit(0);
 }
 
@@ -45,10 +47,13 @@ if (!process.env.npm_config_nodedir && existsSync(join(prefix, 'include', 'node'
 const [cmd, ...pre] = findNodeGyp();
 const r = spawnSync(cmd, [...pre, ...args], { cwd: root, stdio: verbose ? 'inherit' : 'pipe', encoding: 'utf8' });
 if (r.error) skip(`cannot run node-gyp: ${r.error.message}`);
+// corewal_frames builds first: a failure in uring.c (old kernel headers) still leaves it.
+const built = ['corewal_frames', 'corewal_uring'].filter((n) => existsSync(join(root, 'build', 'Release', `${n}.node`)));
+let failure = '';
 if (r.status !== 0) {
   const out = `${r.stdout ?? ''}\n${r.stderr ?? ''}`;
   const line = out.split('\n').find((l) => /error:|not found|No such file|ERR! stack Error/.test(l))?.trim();
-  skip(`node-gyp exited with ${r.status}${line ? `: ${line.slice(0, 200)}` : ''}; run \`node scripts/build-native.mjs --verbose\` for details`);
+  failure = `node-gyp exited with ${r.status}${line ? `: ${line.slice(0, 200)}` : ''}; run \`node scripts/build-native.mjs --verbose\` for details`;
 }
-if (!existsSync(join(root, 'build', 'Release', 'corewal_uring.node'))) skip('node-gyp produced no build/Release/corewal_uring.node');
-console.log('corewal: io_uring addon built (build/Release/corewal_uring.node).');
+if (built.length === 0) skip(failure || 'node-gyp produced no build/Release/*.node');
+console.log(`corewal: native addons built (${built.map((n) => `build/Release/${n}.node`).join(', ')})${failure ? `; the rest not (${failure})` : ''}.`);

@@ -1,7 +1,6 @@
 import { dirname } from 'node:path';
 // Imported, not the global: in Node 20 `globalThis.performance` is an accessor, a getter call on every record.
 import { performance } from 'node:perf_hooks';
-import { crc32cWithView } from '../crc/crc32c.js';
 import {
   encodePayload, FORMAT_VERSION, PAYLOAD_HEADER_SIZE, payloadSize, TAG_DELETE, TAG_PUT, writePayloadHeader,
 } from '../entry/codec.js';
@@ -11,6 +10,7 @@ import { realFs, type WalFs } from '../io/fs.js';
 import { scanSegment, type SegmentScan } from '../reader/scan.js';
 import { PerCoreWalReader } from '../reader/reader.js';
 import { DEFAULT_MAX_RECORD_SIZE, frameAt, RECORD_HEADER_SIZE } from '../record/framing.js';
+import { sealFrames } from '../record/seal.js';
 import type { IoCompletion, IoFd, StorageIo } from '../storage-io/types.js';
 import { assert } from '../util/assert.js';
 import { CLOCK_ANCHOR_PERF, CLOCK_ANCHOR_WALL_NS } from '../util/clock.js';
@@ -90,6 +90,7 @@ export class CoreWalWriter {
   private fd: number;
   private buf: Buffer;
   private dv: DataView;
+  /** Bytes of records in `buf`: framed, but their CRCs are written only by sealFrames, as the buffer goes out. */
   private bufLen = 0;
   /** File offset of buf[0]; position() = bufStart + bufLen. */
   private bufStart: number;
@@ -442,8 +443,8 @@ export class CoreWalWriter {
     dv.setUint32(p + PAYLOAD_HEADER_SIZE, klen, true);
     buf.set(key, off + PUT_FIXED);
     buf.set(value, off + PUT_FIXED + klen);
+    // The CRC is left for sealFrames, one call for the whole buffer when it is written.
     dv.setUint32(off, plen, true);
-    dv.setUint32(off + 4, crc32cWithView(dv, buf, p, p + plen), true);
     this.bufLen = off + rlen;
     this.nextSequence();
     const start = this.bufStart + off;
@@ -460,7 +461,7 @@ export class CoreWalWriter {
     const start = this.bufStart + off;
     writePayloadHeader(this.dv, off + RECORD_HEADER_SIZE, TAG_DELETE, this.core, this.eHi, this.eLo, this.sHi, this.sLo, this.tHi, this.tLo, this.synced);
     this.buf.set(key, off + DELETE_FIXED);
-    frameAt(this.buf, this.dv, off, plen);
+    this.dv.setUint32(off, plen, true);
     this.bufLen = off + rlen;
     this.nextSequence();
     return start;
@@ -481,7 +482,7 @@ export class CoreWalWriter {
     const off = this.bufLen;
     const start = this.bufStart + off;
     encodePayload(this.restamp(stamped), this.buf, this.dv, off + RECORD_HEADER_SIZE, this.synced);
-    frameAt(this.buf, this.dv, off, plen);
+    this.dv.setUint32(off, plen, true);
     this.bufLen = off + rlen;
     this.nextSequence();
     return start;
@@ -579,6 +580,7 @@ export class CoreWalWriter {
 
   private flushBuffer(): void {
     if (this.bufLen === 0) return;
+    sealFrames(this.buf, this.dv, 0, this.bufLen);
     this.writeAt(this.buf, 0, this.bufLen, this.bufStart);
     this.bufStart += this.bufLen;
     this.bufLen = 0;
@@ -843,6 +845,7 @@ export class CoreWalWriter {
     if (this.bufLen === 0) return;
     const len = this.bufLen;
     this.preallocateVia(sio, fd, this.bufStart + len);
+    sealFrames(this.buf, this.dv, 0, len);
     this.submitTracked(sio, fd, this.buf.subarray(0, len), this.bufStart);
     this.bufLen = 0;
   }
