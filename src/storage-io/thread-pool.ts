@@ -57,9 +57,12 @@ class Slab {
   used = 0;
   refs = 0;
   readonly pooled: boolean;
-  constructor(size: number, pooled: boolean) {
-    this.buf = Buffer.allocUnsafeSlow(size);
+  /** The caller's own bytes (`submitWriteOwned`): not ours to count or reuse. */
+  readonly lent: boolean;
+  constructor(buf: Buffer, pooled: boolean, lent = false) {
+    this.buf = buf;
     this.pooled = pooled;
+    this.lent = lent;
   }
 }
 
@@ -193,6 +196,20 @@ export class ThreadPoolStorageIo implements StorageIo {
     return this.enqueueData(f, data, offset);
   }
 
+  /** As `submitWrite`, without the copy: `data` must stay unmodified until this completion is polled. */
+  submitWriteOwned(fd: IoFd, data: Uint8Array, offset: number): number {
+    checkData(data);
+    checkOffset(offset);
+    const f = this.admit(fd);
+    const n = data.length;
+    if (f.failed !== 0 || n === 0) return this.enqueue(f, WRITE, offset, n, null, 0);
+    const buf = Buffer.isBuffer(data) ? data : Buffer.from(data.buffer, data.byteOffset, n);
+    const slab = new Slab(buf, false, true);
+    slab.used = n;
+    slab.refs = 1;
+    return this.enqueue(f, WRITE, offset, n, slab, 0);
+  }
+
   submitAppend(fd: IoFd, data: Uint8Array): number {
     checkData(data);
     const f = this.admit(fd);
@@ -311,10 +328,11 @@ export class ThreadPoolStorageIo implements StorageIo {
         `ThreadPoolStorageIo holds ${this.slabBytes} bytes of unwritten data; ${size} more would exceed maxBufferedBytes ${this.maxBuffered}`);
     }
     this.slabBytes += size;
-    return new Slab(size, pooled);
+    return new Slab(Buffer.allocUnsafeSlow(size), pooled);
   }
 
   private releaseSlab(s: Slab): void {
+    if (s.lent) return;
     if (s.pooled && this.freeSlabs.length < MAX_FREE_SLABS) {
       s.used = 0;
       this.freeSlabs.push(s);

@@ -31,6 +31,13 @@ export interface StorageIo {
   deregisterFd(fd: IoFd): void;
   /** Writes `data` at `offset`. The backend may copy `data`; the caller may reuse its buffer once this returns. */
   submitWrite(fd: IoFd, data: Uint8Array, offset: number): number;
+  /**
+   * Optional: as `submitWrite`, but the backend writes from `data` itself instead of a
+   * copy, so the caller must not modify those bytes until this operation's completion has
+   * been polled. The writer lends its append buffer this way (and appends into another
+   * meanwhile) when a flush is large enough for the copy to cost more than the swap.
+   */
+  submitWriteOwned?(fd: IoFd, data: Uint8Array, offset: number): number;
   /** Writes `data` at the fd's append cursor (its size when registered, advanced by each append). */
   submitAppend(fd: IoFd, data: Uint8Array): number;
   /**

@@ -245,6 +245,13 @@ export class FaultInjectingStorageIo implements StorageIo {
     return this.submitData('write', fd, data, offset);
   }
 
+  /** Faults as `submitWrite` ('write'); passes the bytes on uncopied where the inner backend can take them so. */
+  submitWriteOwned(fd: IoFd, data: Uint8Array, offset: number): number {
+    checkData(data);
+    checkOffset(offset);
+    return this.submitData('write', fd, data, offset, true);
+  }
+
   submitAppend(fd: IoFd, data: Uint8Array): number {
     checkData(data);
     return this.submitData('append', fd, data, -1);
@@ -312,7 +319,7 @@ export class FaultInjectingStorageIo implements StorageIo {
 
   // ---- internals ---------------------------------------------------------------------
 
-  private submitData(op: FaultOp, fd: IoFd, data: Uint8Array, offset: number): number {
+  private submitData(op: FaultOp, fd: IoFd, data: Uint8Array, offset: number, owned = false): number {
     this.admit(fd);
     const fault = this.faultFor(op, fd);
     if (fault !== null && fault.kind === 'errno') return this.injected(op, fd, offset, data.length, fault);
@@ -320,13 +327,17 @@ export class FaultInjectingStorageIo implements StorageIo {
       // A short write: only the first bytes reach the file, and the completion says so.
       const n = Math.min(fault.bytes, data.length);
       const part = data.subarray(0, n);
-      const inner = op === 'append' ? this.inner.submitAppend(fd, part) : this.inner.submitWrite(fd, part, offset);
+      const inner = op === 'append' ? this.inner.submitAppend(fd, part) : this.innerWrite(fd, part, offset, owned);
       const token = this.passed(inner, op, fd, offset, data.length, 'short');
       this.markFailed(fd, token);
       return token;
     }
-    const inner = op === 'append' ? this.inner.submitAppend(fd, data) : this.inner.submitWrite(fd, data, offset);
+    const inner = op === 'append' ? this.inner.submitAppend(fd, data) : this.innerWrite(fd, data, offset, owned);
     return this.passed(inner, op, fd, offset, data.length, 'none');
+  }
+
+  private innerWrite(fd: IoFd, data: Uint8Array, offset: number, owned: boolean): number {
+    return owned && this.inner.submitWriteOwned !== undefined ? this.inner.submitWriteOwned(fd, data, offset) : this.inner.submitWrite(fd, data, offset);
   }
 
   private admit(fd: IoFd): void {

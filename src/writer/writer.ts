@@ -50,6 +50,10 @@ export interface CoreWalWriterOptions {
 
 const DEFAULT_BUFFER = 64 * 1024;
 const DEFAULT_PREALLOCATE = 4 * 1024 * 1024;
+/** Flushes at least this large lend the buffer to a backend that takes it (`submitWriteOwned`) rather than have it copied. */
+const LEND_MIN = 16 * 1024;
+/** Spare append buffers kept for lending (beyond it they are left to the GC). */
+const MAX_SPARE_BYTES = 4 * 1024 * 1024;
 /** Smallest zero-fill on the StorageIo path (see `preallocateVia`). */
 const PREALLOC_PIECE_MIN = 64 * 1024;
 const PUT_FIXED = RECORD_HEADER_SIZE + PAYLOAD_HEADER_SIZE + 4;
@@ -142,6 +146,14 @@ export class CoreWalWriter {
   private sioFd = 0 as IoFd;
   /** The last view of `buf` handed to a backend (backends copy or write it before returning). */
   private recView: Buffer | null = null;
+  /**
+   * Append buffers lent to the backend (`submitWriteOwned`) by the token of their write,
+   * and spare ones to append into meanwhile: a large flush swaps buffers instead of having
+   * the backend copy it.
+   */
+  private lentTok: number[] = [];
+  private lentBuf: Buffer[] = [];
+  private spareBufs: Buffer[] = [];
   /** Preallocation writes (zeros beyond the records) in flight on the StorageIo path. */
   private zTok: number[] = [];
   private zLen: number[] = [];
@@ -822,11 +834,11 @@ export class CoreWalWriter {
   }
 
   /** Submits a write of `data` at `start` (the position) and tracks it in the FIFO. */
-  private submitTracked(sio: StorageIo, fd: IoFd, data: Uint8Array, start: number): void {
+  private submitTracked(sio: StorageIo, fd: IoFd, data: Uint8Array, start: number, lend = false): void {
     assert(start === this.bufStart, 'StorageIo writes are submitted in file order');
     let token: number;
     try {
-      token = sio.submitWrite(fd, data, start);
+      token = lend ? sio.submitWriteOwned!(fd, data, start) : sio.submitWrite(fd, data, start);
     } catch (err) {
       throw this.refused(err, 'a write', start);
     }
@@ -846,8 +858,31 @@ export class CoreWalWriter {
     const len = this.bufLen;
     this.preallocateVia(sio, fd, this.bufStart + len);
     sealFrames(this.buf, this.dv, 0, len);
-    this.submitTracked(sio, fd, this.buf.subarray(0, len), this.bufStart);
+    if (len >= LEND_MIN && sio.submitWriteOwned !== undefined) {
+      this.submitTracked(sio, fd, this.buf.subarray(0, len), this.bufStart, true);
+      this.lentTok.push(this.wTok[this.wTok.length - 1]!);
+      this.lentBuf.push(this.buf);
+      this.useBuffer(this.spareBufs.pop() ?? Buffer.allocUnsafeSlow(this.buf.length));
+    } else {
+      this.submitTracked(sio, fd, this.buf.subarray(0, len), this.bufStart);
+    }
     this.bufLen = 0;
+  }
+
+  private useBuffer(b: Buffer): void {
+    this.buf = b;
+    this.dv = new DataView(b.buffer, b.byteOffset, b.byteLength);
+    this.recView = null;
+  }
+
+  /** The backend is done with the buffer lent for write `token` (if one was): it becomes a spare. */
+  private returnLent(token: number): void {
+    const i = this.lentTok.indexOf(token);
+    if (i < 0) return;
+    const b = this.lentBuf[i]!;
+    this.lentTok.splice(i, 1);
+    this.lentBuf.splice(i, 1);
+    if ((this.spareBufs.length + 1) * b.length <= MAX_SPARE_BYTES) this.spareBufs.push(b);
   }
 
   /**
@@ -1026,6 +1061,7 @@ export class CoreWalWriter {
       const idx = this.findWrite(c.token);
       if (idx >= 0) {
         this.wDone[idx] = true;
+        if (this.lentTok.length > 0) this.returnLent(c.token);
         if (c.result !== this.wLen[idx]) failure = this.worse(failure, this.writeFailed(c.result, this.wEnd[idx]! - this.wLen[idx]!, this.wLen[idx]!), wasPoisoned);
         this.advanceWritten();
         continue;
