@@ -21,7 +21,8 @@ export async function runGroupCommitSeed(seed: number, options: { faults?: boole
   const rng = new Rng(seed);
   const disk = new SimDisk({ seed });
   disk.mkdirSync('/wal');
-  const w = CoreWalWriter.create(0, SEG, { fs: disk, preallocate: rng.pick([0, 4096]), bufferSize: 4096 });
+  // 64 KiB buffers: a turn's flush can pass 16 KiB, and the writer then lends its buffer to the backend.
+  const w = CoreWalWriter.create(0, SEG, { fs: disk, preallocate: rng.pick([0, 4096]), bufferSize: rng.pick([4096, 65536]) });
   const sio = new FaultInjectingStorageIo(new SyncStorageIo({ fs: disk }), { reorder: rng.pick(['none', 'reverse', 'shuffle'] as const), seed });
   const fd = registerWriterSegment(w, sio, { fs: disk });
   const log = GroupCommitLog.forWriter(w, { storageIo: sio, fd, maxGroupBytes: rng.pick([512, 8192, 1 << 20]), maxSyncsInFlight: rng.pick([1, 2, 3]) });
