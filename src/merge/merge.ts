@@ -1,7 +1,8 @@
 import { PerCoreWalEntry, type U64Like } from '../entry/entry.js';
 import { PerCoreWalError } from '../errors/errors.js';
 import type { WalFs } from '../io/fs.js';
-import { PerCoreWalReader, resultError } from '../reader/reader.js';
+import { CheckedRecords, PerCoreWalReader, resultError } from '../reader/reader.js';
+import { RECORD_HEADER_SIZE } from '../record/framing.js';
 import { hi32, lo32, toPosition, toU64, TWO_32 } from '../util/u64.js';
 
 /** One segment to merge. */
@@ -78,6 +79,13 @@ export function mergeBlockSize(segments: number): number {
 export class WalMergeIterator implements IterableIterator<PerCoreWalEntry> {
   private readonly readers: PerCoreWalReader[];
   private readonly ends: number[];
+  private readonly cores: number[];
+  /**
+   * Each source's records checked ahead by its reader, a block at a time: their CRCs are
+   * computed right after the block is read, like a plain read-and-check loop, and taking
+   * one is only building its entry.
+   */
+  private readonly checked: CheckedRecords[];
   /** Current entry of each source, or null when the source is done. */
   private readonly heads: (PerCoreWalEntry | null)[];
   /**
@@ -104,9 +112,11 @@ export class WalMergeIterator implements IterableIterator<PerCoreWalEntry> {
   private primed = false;
   private closed = false;
 
-  private constructor(readers: PerCoreWalReader[], ends: number[], options: MergeOptions) {
+  private constructor(readers: PerCoreWalReader[], ends: number[], blockSize: number, options: MergeOptions) {
     this.readers = readers;
     this.ends = ends;
+    this.cores = readers.map((r) => r.coreId());
+    this.checked = readers.map(() => new CheckedRecords(blockSize));
     this.heads = new Array<PerCoreWalEntry | null>(readers.length).fill(null);
     // -Infinity: before a source's first entry, any entry orders after its "previous" one.
     this.keys = new Float64Array(readers.length * KEY).fill(-Infinity);
@@ -142,7 +152,7 @@ export class WalMergeIterator implements IterableIterator<PerCoreWalEntry> {
       for (const r of readers) r.close();
       throw e;
     }
-    return new WalMergeIterator(readers, ends, options);
+    return new WalMergeIterator(readers, ends, blockSize, options);
   }
 
   /** Entries yielded so far. */
@@ -187,6 +197,7 @@ export class WalMergeIterator implements IterableIterator<PerCoreWalEntry> {
     if (this.closed) return;
     this.closed = true;
     this.heads.fill(null);
+    for (const c of this.checked) c.clear();
     for (const r of this.readers) r.close();
   }
 
@@ -235,25 +246,42 @@ export class WalMergeIterator implements IterableIterator<PerCoreWalEntry> {
    */
   private advance(i: number, prev: PerCoreWalEntry | null): void {
     const reader = this.readers[i]!;
-    const at = reader.position();
+    const c = this.checked[i]!;
     let e: PerCoreWalEntry | null = null;
-    if (at < this.ends[i]!) {
-      try {
-        e = reader.readEntry();
-      } catch (err) {
-        this.close();
-        throw err;
-      }
-      if (e === null) {
-        const r = reader.stopResult();
-        if (r.kind !== 'eof' && r.kind !== 'tornWrite') {
+    let at: number, after: number;
+    let n = c.next;
+    if (n >= c.count) n = reader.checkAhead(c, this.ends[i]!) > 0 ? 0 : -1;
+    if (n >= 0) {
+      const s = c.starts[n]!, dv = c.dv;
+      c.next = n + 1;
+      after = c.base + c.ends[n]!;
+      at = c.base + s - RECORD_HEADER_SIZE;
+      e = new PerCoreWalEntry(this.cores[i]!,
+        dv.getUint32(s + 8, true), dv.getUint32(s + 4, true), dv.getUint32(s + 16, true), dv.getUint32(s + 12, true),
+        dv.getUint32(s + 24, true), dv.getUint32(s + 20, true), null,
+        dv.getUint32(s + 32, true) * TWO_32 + dv.getUint32(s + 28, true), c.block, s, c.ends[n]!);
+    } else {
+      at = reader.position();
+      if (at < this.ends[i]!) {
+        try {
+          e = reader.readEntry();
+        } catch (err) {
           this.close();
-          throw resultError(r, reader.path(), reader.coreId());
+          throw err;
         }
-      } else if (this.limited && (e.eHi > this.mHi || (e.eHi === this.mHi && e.eLo > this.mLo))) {
-        // Epochs never decrease within a segment: nothing later in it qualifies either.
-        e = null;
+        if (e === null) {
+          const r = reader.stopResult();
+          if (r.kind !== 'eof' && r.kind !== 'tornWrite') {
+            this.close();
+            throw resultError(r, reader.path(), reader.coreId());
+          }
+        }
       }
+      after = reader.position();
+    }
+    if (e !== null && this.limited && (e.eHi > this.mHi || (e.eHi === this.mHi && e.eLo > this.mLo))) {
+      // Epochs never decrease within a segment: nothing later in it qualifies either.
+      e = null;
     }
     const K = this.keys, o = i * KEY;
     this.heads[i] = e;
@@ -275,7 +303,7 @@ export class WalMergeIterator implements IterableIterator<PerCoreWalEntry> {
     }
     K[o] = E;
     K[o + 1] = T;
-    this.headEnds[i] = reader.position();
+    this.headEnds[i] = after;
   }
 
   /** True when source a's head orders before source b's (ties, between done sources only, by index). */
