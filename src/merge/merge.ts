@@ -27,15 +27,12 @@ export interface MergeOptions {
   /** Largest payload accepted (as the writers were configured). Default 256 MiB. */
   maxRecordSize?: number;
   /**
-   * Read block per segment. Default {@link mergeBlockSize}: 256 KiB, less beyond 64
-   * segments, so memory grows with the number of cores and never with the WAL.
+   * Read block per segment. Default {@link MERGE_BLOCK_SIZE}: 64 KiB, so memory grows with
+   * the number of cores and never with the WAL.
    */
   blockSize?: number;
 }
 
-const MERGE_BUDGET = 16 << 20;
-const MIN_BLOCK = 64 << 10;
-const MAX_BLOCK = 256 << 10;
 /**
  * Numbers per source in {@link WalMergeIterator}'s key array: the epoch as one double and
  * the timestamp less a base as one double. Both are rounded, so they keep the order, and
@@ -46,13 +43,14 @@ const KEY = 2;
 const EXACT = 2 ** 53;
 
 /**
- * The read block per segment of a merge of `segments` segments: 256 KiB (1 MiB blocks
- * were slower at 8 segments, 64–256 KiB alike), less beyond 64 segments so that the
- * blocks stay within 16 MiB, at least 64 KiB.
+ * The read block per segment of a merge, whatever the number of segments. Entries refer to the block they came from, so every block is a fresh allocation,
+ * freed when its entries are collected; with 256 KiB blocks the allocator handed much of
+ * that memory back to the system and took it again, page faults and all (up to half of
+ * the blocks' pages faulted in, 10–50 ns an entry), and the merge was 5–13% slower at 2,
+ * 4 and 8 segments (docs/PERFORMANCE.md). 64 KiB blocks still cost one read per ~400
+ * records of 164 bytes.
  */
-export function mergeBlockSize(segments: number): number {
-  return Math.min(MAX_BLOCK, Math.max(MIN_BLOCK, Math.floor(MERGE_BUDGET / Math.max(1, segments))));
-}
+export const MERGE_BLOCK_SIZE = 64 << 10;
 
 /**
  * A k-way merge of segments into the global order {@link PerCoreWalEntry.compare}.
@@ -141,7 +139,7 @@ export class WalMergeIterator implements IterableIterator<PerCoreWalEntry> {
           { path: sources[i]!.path, position: froms[i]!, coreId: sources[i]!.coreId });
       }
     }
-    const blockSize = options.blockSize ?? mergeBlockSize(sources.length);
+    const blockSize = options.blockSize ?? MERGE_BLOCK_SIZE;
     const readers: PerCoreWalReader[] = [];
     try {
       for (let i = 0; i < sources.length; i++) {
@@ -243,67 +241,96 @@ export class WalMergeIterator implements IterableIterator<PerCoreWalEntry> {
   /**
    * Reads source `i`'s next entry into its head and key (null and an infinite key when the
    * source is done), checking that it orders after `prev`, the source's previous head.
+   * The common case, a record its reader checked ahead, is kept small so that it inlines;
+   * everything else is in {@link WalMergeIterator.advanceSlow}.
    */
   private advance(i: number, prev: PerCoreWalEntry | null): void {
-    const reader = this.readers[i]!;
     const c = this.checked[i]!;
-    let e: PerCoreWalEntry | null = null;
-    let at: number, after: number;
-    let n = c.next;
-    if (n >= c.count) n = reader.checkAhead(c, this.ends[i]!) > 0 ? 0 : -1;
-    if (n >= 0) {
-      const s = c.starts[n]!, dv = c.dv;
-      c.next = n + 1;
-      after = c.base + c.ends[n]!;
-      at = c.base + s - RECORD_HEADER_SIZE;
-      e = new PerCoreWalEntry(this.cores[i]!,
-        dv.getUint32(s + 8, true), dv.getUint32(s + 4, true), dv.getUint32(s + 16, true), dv.getUint32(s + 12, true),
-        dv.getUint32(s + 24, true), dv.getUint32(s + 20, true), null,
-        dv.getUint32(s + 32, true) * TWO_32 + dv.getUint32(s + 28, true), c.block, s, c.ends[n]!);
-    } else {
-      at = reader.position();
-      if (at < this.ends[i]!) {
-        try {
-          e = reader.readEntry();
-        } catch (err) {
-          this.close();
-          throw err;
-        }
-        if (e === null) {
-          const r = reader.stopResult();
-          if (r.kind !== 'eof' && r.kind !== 'tornWrite') {
-            this.close();
-            throw resultError(r, reader.path(), reader.coreId());
-          }
-        }
-      }
-      after = reader.position();
-    }
-    if (e !== null && this.limited && (e.eHi > this.mHi || (e.eHi === this.mHi && e.eLo > this.mLo))) {
-      // Epochs never decrease within a segment: nothing later in it qualifies either.
-      e = null;
-    }
-    const K = this.keys, o = i * KEY;
-    this.heads[i] = e;
-    if (e === null) {
-      K[o] = Infinity;
+    const n = c.next;
+    if (n >= c.count) {
+      this.advanceSlow(i, prev);
       return;
     }
-    const th = e.tHi;
-    if (this.tBase < 0) this.tBase = th;
-    const E = e.eHi * TWO_32 + e.eLo, T = (th - this.tBase) * TWO_32 + e.tLo;
+    c.next = n + 1;
+    const s = c.starts[n]!, end = c.ends[n]!, dv = c.dv;
+    const eHi = dv.getUint32(s + 8, true), eLo = dv.getUint32(s + 4, true);
+    const tHi = dv.getUint32(s + 24, true), tLo = dv.getUint32(s + 20, true);
+    if (this.limited && (eHi > this.mHi || (eHi === this.mHi && eLo > this.mLo))) {
+      // Epochs never decrease within a segment: nothing later in it qualifies either.
+      this.setDone(i);
+      return;
+    }
+    const e = new PerCoreWalEntry(this.cores[i]!, eHi, eLo, dv.getUint32(s + 16, true), dv.getUint32(s + 12, true), tHi, tLo, null,
+      dv.getUint32(s + 32, true) * TWO_32 + dv.getUint32(s + 28, true), c.block, s, end);
+    this.heads[i] = e;
+    this.headEnds[i] = c.base + end;
+    const K = this.keys, o = i * KEY;
+    if (this.tBase < 0) this.tBase = tHi;
+    const E = eHi * TWO_32 + eLo, T = (tHi - this.tBase) * TWO_32 + tLo;
     // The key still holds the previous head's (-Infinity before the first): see less().
     const pE = K[o]!, pT = K[o + 1]!;
     if (!(E !== pE ? E > pE : E < EXACT && T !== pT ? T > pT : PerCoreWalEntry.compare(prev!, e) < 0)) {
-      this.close();
-      throw new PerCoreWalError('CORRUPTED',
-        `entry at byte ${at} of ${reader.path()} (core ${reader.coreId()}) does not order after the one before it ` +
-        `(epoch ${prev!.epoch} → ${e.epoch}, timestamp ${prev!.timestampNs} → ${e.timestampNs}, sequence ${prev!.sequence} → ${e.sequence})`,
-        { path: reader.path(), position: at, coreId: reader.coreId() });
+      this.outOfOrder(i, c.base + s - RECORD_HEADER_SIZE, prev!, e);
     }
     K[o] = E;
     K[o + 1] = T;
-    this.headEnds[i] = after;
+  }
+
+  /** {@link WalMergeIterator.advance} when source `i` has no record checked ahead. */
+  private advanceSlow(i: number, prev: PerCoreWalEntry | null): void {
+    const reader = this.readers[i]!;
+    if (reader.checkAhead(this.checked[i]!, this.ends[i]!) > 0) {
+      this.advance(i, prev);
+      return;
+    }
+    const at = reader.position();
+    let e: PerCoreWalEntry | null = null;
+    if (at < this.ends[i]!) {
+      try {
+        e = reader.readEntry();
+      } catch (err) {
+        this.close();
+        throw err;
+      }
+      if (e === null) {
+        const r = reader.stopResult();
+        if (r.kind !== 'eof' && r.kind !== 'tornWrite') {
+          this.close();
+          throw resultError(r, reader.path(), reader.coreId());
+        }
+      }
+    }
+    if (e === null || (this.limited && (e.eHi > this.mHi || (e.eHi === this.mHi && e.eLo > this.mLo)))) {
+      this.setDone(i);
+      return;
+    }
+    this.heads[i] = e;
+    this.headEnds[i] = reader.position();
+    const K = this.keys, o = i * KEY;
+    const th = e.tHi;
+    if (this.tBase < 0) this.tBase = th;
+    const E = e.eHi * TWO_32 + e.eLo, T = (th - this.tBase) * TWO_32 + e.tLo;
+    const pE = K[o]!, pT = K[o + 1]!;
+    if (!(E !== pE ? E > pE : E < EXACT && T !== pT ? T > pT : PerCoreWalEntry.compare(prev!, e) < 0)) {
+      this.outOfOrder(i, at, prev!, e);
+    }
+    K[o] = E;
+    K[o + 1] = T;
+  }
+
+  /** Source `i` has no more entries: no head, and a key after every other. */
+  private setDone(i: number): void {
+    this.heads[i] = null;
+    this.keys[i * KEY] = Infinity;
+  }
+
+  private outOfOrder(i: number, at: number, prev: PerCoreWalEntry, e: PerCoreWalEntry): never {
+    const reader = this.readers[i]!;
+    this.close();
+    throw new PerCoreWalError('CORRUPTED',
+      `entry at byte ${at} of ${reader.path()} (core ${reader.coreId()}) does not order after the one before it ` +
+      `(epoch ${prev.epoch} → ${e.epoch}, timestamp ${prev.timestampNs} → ${e.timestampNs}, sequence ${prev.sequence} → ${e.sequence})`,
+      { path: reader.path(), position: at, coreId: reader.coreId() });
   }
 
   /** True when source a's head orders before source b's (ties, between done sources only, by index). */
