@@ -1,8 +1,7 @@
 import { PerCoreWalEntry, type U64Like } from '../entry/entry.js';
 import { PerCoreWalError } from '../errors/errors.js';
 import type { WalFs } from '../io/fs.js';
-import { CheckedRecords, PerCoreWalReader, resultError } from '../reader/reader.js';
-import { RECORD_HEADER_SIZE } from '../record/framing.js';
+import { PerCoreWalReader, resultError } from '../reader/reader.js';
 import { hi32, lo32, toPosition, toU64, TWO_32 } from '../util/u64.js';
 
 /** One segment to merge. */
@@ -43,12 +42,13 @@ const KEY = 2;
 const EXACT = 2 ** 53;
 
 /**
- * The read block per segment of a merge, whatever the number of segments. Entries refer to the block they came from, so every block is a fresh allocation,
- * freed when its entries are collected; with 256 KiB blocks the allocator handed much of
- * that memory back to the system and took it again, page faults and all (up to half of
- * the blocks' pages faulted in, 10–50 ns an entry), and the merge was 5–13% slower at 2,
- * 4 and 8 segments (docs/PERFORMANCE.md). 64 KiB blocks still cost one read per ~400
- * records of 164 bytes.
+ * The read block per segment of a merge, whatever the number of segments. Entries refer to
+ * the block they came from, so every block is a fresh allocation, freed when its entries
+ * are collected. With 256 KiB blocks the allocator gave much of that memory back to the
+ * system and took it again, page faults and all (up to half of the blocks' pages faulted
+ * in, 10–50 ns of system time an entry); with 64 KiB blocks about a third as many did, and
+ * the merge took less CPU (docs/PERFORMANCE.md, issue 4). 64 KiB is still one read per
+ * ~400 records of 164 bytes.
  */
 export const MERGE_BLOCK_SIZE = 64 << 10;
 
@@ -77,13 +77,6 @@ export const MERGE_BLOCK_SIZE = 64 << 10;
 export class WalMergeIterator implements IterableIterator<PerCoreWalEntry> {
   private readonly readers: PerCoreWalReader[];
   private readonly ends: number[];
-  private readonly cores: number[];
-  /**
-   * Each source's records checked ahead by its reader, a block at a time: their CRCs are
-   * computed right after the block is read, like a plain read-and-check loop, and taking
-   * one is only building its entry.
-   */
-  private readonly checked: CheckedRecords[];
   /** Current entry of each source, or null when the source is done. */
   private readonly heads: (PerCoreWalEntry | null)[];
   /**
@@ -110,11 +103,9 @@ export class WalMergeIterator implements IterableIterator<PerCoreWalEntry> {
   private primed = false;
   private closed = false;
 
-  private constructor(readers: PerCoreWalReader[], ends: number[], blockSize: number, options: MergeOptions) {
+  private constructor(readers: PerCoreWalReader[], ends: number[], options: MergeOptions) {
     this.readers = readers;
     this.ends = ends;
-    this.cores = readers.map((r) => r.coreId());
-    this.checked = readers.map(() => new CheckedRecords(blockSize));
     this.heads = new Array<PerCoreWalEntry | null>(readers.length).fill(null);
     // -Infinity: before a source's first entry, any entry orders after its "previous" one.
     this.keys = new Float64Array(readers.length * KEY).fill(-Infinity);
@@ -150,7 +141,7 @@ export class WalMergeIterator implements IterableIterator<PerCoreWalEntry> {
       for (const r of readers) r.close();
       throw e;
     }
-    return new WalMergeIterator(readers, ends, blockSize, options);
+    return new WalMergeIterator(readers, ends, options);
   }
 
   /** Entries yielded so far. */
@@ -195,7 +186,6 @@ export class WalMergeIterator implements IterableIterator<PerCoreWalEntry> {
     if (this.closed) return;
     this.closed = true;
     this.heads.fill(null);
-    for (const c of this.checked) c.clear();
     for (const r of this.readers) r.close();
   }
 
@@ -241,48 +231,9 @@ export class WalMergeIterator implements IterableIterator<PerCoreWalEntry> {
   /**
    * Reads source `i`'s next entry into its head and key (null and an infinite key when the
    * source is done), checking that it orders after `prev`, the source's previous head.
-   * The common case, a record its reader checked ahead, is kept small so that it inlines;
-   * everything else is in {@link WalMergeIterator.advanceSlow}.
    */
   private advance(i: number, prev: PerCoreWalEntry | null): void {
-    const c = this.checked[i]!;
-    const n = c.next;
-    if (n >= c.count) {
-      this.advanceSlow(i, prev);
-      return;
-    }
-    c.next = n + 1;
-    const s = c.starts[n]!, end = c.ends[n]!, dv = c.dv;
-    const eHi = dv.getUint32(s + 8, true), eLo = dv.getUint32(s + 4, true);
-    const tHi = dv.getUint32(s + 24, true), tLo = dv.getUint32(s + 20, true);
-    if (this.limited && (eHi > this.mHi || (eHi === this.mHi && eLo > this.mLo))) {
-      // Epochs never decrease within a segment: nothing later in it qualifies either.
-      this.setDone(i);
-      return;
-    }
-    const e = new PerCoreWalEntry(this.cores[i]!, eHi, eLo, dv.getUint32(s + 16, true), dv.getUint32(s + 12, true), tHi, tLo, null,
-      dv.getUint32(s + 32, true) * TWO_32 + dv.getUint32(s + 28, true), c.block, s, end);
-    this.heads[i] = e;
-    this.headEnds[i] = c.base + end;
-    const K = this.keys, o = i * KEY;
-    if (this.tBase < 0) this.tBase = tHi;
-    const E = eHi * TWO_32 + eLo, T = (tHi - this.tBase) * TWO_32 + tLo;
-    // The key still holds the previous head's (-Infinity before the first): see less().
-    const pE = K[o]!, pT = K[o + 1]!;
-    if (!(E !== pE ? E > pE : E < EXACT && T !== pT ? T > pT : PerCoreWalEntry.compare(prev!, e) < 0)) {
-      this.outOfOrder(i, c.base + s - RECORD_HEADER_SIZE, prev!, e);
-    }
-    K[o] = E;
-    K[o + 1] = T;
-  }
-
-  /** {@link WalMergeIterator.advance} when source `i` has no record checked ahead. */
-  private advanceSlow(i: number, prev: PerCoreWalEntry | null): void {
     const reader = this.readers[i]!;
-    if (reader.checkAhead(this.checked[i]!, this.ends[i]!) > 0) {
-      this.advance(i, prev);
-      return;
-    }
     const at = reader.position();
     let e: PerCoreWalEntry | null = null;
     if (at < this.ends[i]!) {
@@ -298,39 +249,32 @@ export class WalMergeIterator implements IterableIterator<PerCoreWalEntry> {
           this.close();
           throw resultError(r, reader.path(), reader.coreId());
         }
+      } else if (this.limited && (e.eHi > this.mHi || (e.eHi === this.mHi && e.eLo > this.mLo))) {
+        // Epochs never decrease within a segment: nothing later in it qualifies either.
+        e = null;
       }
     }
-    if (e === null || (this.limited && (e.eHi > this.mHi || (e.eHi === this.mHi && e.eLo > this.mLo)))) {
-      this.setDone(i);
+    const K = this.keys, o = i * KEY;
+    this.heads[i] = e;
+    if (e === null) {
+      K[o] = Infinity;
       return;
     }
-    this.heads[i] = e;
-    this.headEnds[i] = reader.position();
-    const K = this.keys, o = i * KEY;
     const th = e.tHi;
     if (this.tBase < 0) this.tBase = th;
     const E = e.eHi * TWO_32 + e.eLo, T = (th - this.tBase) * TWO_32 + e.tLo;
+    // The key still holds the previous head's (-Infinity before the first): see less().
     const pE = K[o]!, pT = K[o + 1]!;
     if (!(E !== pE ? E > pE : E < EXACT && T !== pT ? T > pT : PerCoreWalEntry.compare(prev!, e) < 0)) {
-      this.outOfOrder(i, at, prev!, e);
+      this.close();
+      throw new PerCoreWalError('CORRUPTED',
+        `entry at byte ${at} of ${reader.path()} (core ${reader.coreId()}) does not order after the one before it ` +
+        `(epoch ${prev!.epoch} → ${e.epoch}, timestamp ${prev!.timestampNs} → ${e.timestampNs}, sequence ${prev!.sequence} → ${e.sequence})`,
+        { path: reader.path(), position: at, coreId: reader.coreId() });
     }
     K[o] = E;
     K[o + 1] = T;
-  }
-
-  /** Source `i` has no more entries: no head, and a key after every other. */
-  private setDone(i: number): void {
-    this.heads[i] = null;
-    this.keys[i * KEY] = Infinity;
-  }
-
-  private outOfOrder(i: number, at: number, prev: PerCoreWalEntry, e: PerCoreWalEntry): never {
-    const reader = this.readers[i]!;
-    this.close();
-    throw new PerCoreWalError('CORRUPTED',
-      `entry at byte ${at} of ${reader.path()} (core ${reader.coreId()}) does not order after the one before it ` +
-      `(epoch ${prev.epoch} → ${e.epoch}, timestamp ${prev.timestampNs} → ${e.timestampNs}, sequence ${prev.sequence} → ${e.sequence})`,
-      { path: reader.path(), position: at, coreId: reader.coreId() });
+    this.headEnds[i] = reader.position();
   }
 
   /** True when source a's head orders before source b's (ties, between done sources only, by index). */

@@ -1,5 +1,5 @@
 import { crc32cWithView } from '../crc/crc32c.js';
-import { decodePayload, FORMAT_VERSION, PAYLOAD_HEADER_SIZE, TAG_DELETE, TAG_PUT } from '../entry/codec.js';
+import { decodePayload, FORMAT_VERSION, PAYLOAD_HEADER_SIZE } from '../entry/codec.js';
 import type { PerCoreWalEntry, U64Like } from '../entry/entry.js';
 import { ioError, PerCoreWalError } from '../errors/errors.js';
 import { realFs, type WalFs } from '../io/fs.js';
@@ -21,36 +21,6 @@ export interface PerCoreWalReaderOptions {
   blockSize?: number;
   /** File layer; defaults to Node's fs. */
   fs?: WalFs;
-}
-
-/**
- * @internal Records checked by {@link PerCoreWalReader.checkAhead}: record i's payload is
- * `block[starts[i], ends[i])`, and `block[0]` is byte `base` of the segment.
- */
-export class CheckedRecords {
-  block: Uint8Array = new Uint8Array(0);
-  dv: DataView = new DataView(new ArrayBuffer(0));
-  base = 0;
-  count = 0;
-  /** The next record to take: `next < count` while some are left. */
-  next = 0;
-  readonly starts: Int32Array;
-  readonly ends: Int32Array;
-
-  /** Room for every record that a block of `blockSize` bytes can hold. */
-  constructor(blockSize: number) {
-    const cap = Math.max(1, Math.floor(blockSize / (RECORD_HEADER_SIZE + PAYLOAD_HEADER_SIZE)));
-    this.starts = new Int32Array(cap);
-    this.ends = new Int32Array(cap);
-  }
-
-  /** Drops the records and the block they are in. */
-  clear(): void {
-    this.block = new Uint8Array(0);
-    this.dv = new DataView(this.block.buffer);
-    this.count = 0;
-    this.next = 0;
-  }
 }
 
 const EOF_RESULT: WalReadResult = Object.freeze({ kind: 'eof' }) as WalReadResult;
@@ -144,11 +114,6 @@ export class PerCoreWalReader implements Iterable<PerCoreWalEntry> {
   private load(at: number, n: number): number {
     if (at + n > this.len) return -1;
     if (at >= this.blockStart && at + n <= this.blockStart + this.blockLen) return at - this.blockStart;
-    return this.readBlock(at, n);
-  }
-
-  /** Reads the block at `at` (at least `n` bytes of it, which the file holds): see {@link PerCoreWalReader.load}. */
-  private readBlock(at: number, n: number): number {
     if (this.shared || n > this.block.length) {
       this.block = Buffer.allocUnsafe(Math.max(this.blockSize, n));
       this.dv = new DataView(this.block.buffer, this.block.byteOffset, this.block.byteLength);
@@ -170,60 +135,6 @@ export class PerCoreWalReader implements Iterable<PerCoreWalEntry> {
     this.blockStart = at;
     this.blockLen = got;
     return got >= n ? 0 : -1;
-  }
-
-  /**
-   * @internal Checks ahead the records from the position on that {@link PerCoreWalReader.readEntry}'s
-   * fast path would turn into entries (whole in one block, CRC good, a valid Put or Delete
-   * of this core), at most `out`'s capacity of them and only those starting before `end`,
-   * and moves past them. When the next record is not whole in the block, a fresh block is
-   * read at the position first, so records are checked right after the read brings them in,
-   * while they are still in the cache. Returns how many it found: their payloads are
-   * `out.block[out.starts[i], out.ends[i])`; the entries are built by the caller. At 0 the
-   * reader has not moved, and {@link PerCoreWalReader.readEntry} tells what is there.
-   */
-  checkAhead(out: CheckedRecords, end: number): number {
-    const pos = this.pos;
-    if (this.fd < 0 || pos >= end || this.len - pos < RECORD_HEADER_SIZE + PAYLOAD_HEADER_SIZE) return 0;
-    let off = pos - this.blockStart;
-    if (off < 0 || this.blockLen - off < RECORD_HEADER_SIZE ||
-      this.dv.getUint32(off, true) > this.blockLen - off - RECORD_HEADER_SIZE) {
-      if (this.readBlock(pos, RECORD_HEADER_SIZE) < 0) return 0;
-      off = 0;
-    }
-    const block = this.block, dv = this.dv, core = this.core, maxRecord = this.maxRecord;
-    const have = this.blockLen, stopAt = end - this.blockStart;
-    const starts = out.starts, ends = out.ends, cap = starts.length;
-    let n = 0;
-    // The checks of decodePayload for a Put or Delete, in the same order of severity: any
-    // record that fails one is left to readEntry, which classifies it.
-    while (n < cap && off < stopAt && have - off >= RECORD_HEADER_SIZE) {
-      const plen = dv.getUint32(off, true);
-      const start = off + RECORD_HEADER_SIZE, stop = start + plen;
-      if (plen < PAYLOAD_HEADER_SIZE || plen > have - start || plen > maxRecord) break;
-      if (crc32cWithView(dv, block, start, stop) !== dv.getUint32(off + 4, true)) break;
-      if (block[start] !== FORMAT_VERSION || dv.getUint16(start + 2, true) !== core || dv.getUint32(start + 32, true) >= 0x200000) break;
-      const tag = block[start + 1];
-      if (tag === TAG_PUT) {
-        if (plen < PAYLOAD_HEADER_SIZE + 4 || dv.getUint32(start + PAYLOAD_HEADER_SIZE, true) > plen - PAYLOAD_HEADER_SIZE - 4) break;
-      } else if (tag !== TAG_DELETE) {
-        break;
-      }
-      starts[n] = start;
-      ends[n] = stop;
-      n++;
-      off = stop;
-    }
-    if (n > 0) {
-      this.shared = true;
-      this.pos = this.blockStart + off;
-      out.block = block;
-      out.dv = dv;
-      out.base = this.blockStart;
-    }
-    out.count = n;
-    out.next = 0;
-    return n;
   }
 
   /** True when every byte from `from` to the end of the file is zero. */

@@ -6,10 +6,9 @@ import fc from 'fast-check';
 import { encodeRecord, PerCoreWalEntry, PerCoreWalError, WalMergeIterator } from '../src/index.js';
 import { tempDir } from './helpers/tmp.js';
 
-// The merge takes Puts and Deletes that its readers checked ahead a block at a time, and
-// everything else (other operations, bad records, records longer than a block, the end)
-// one record at a time. These segments mix all of them, with read blocks from a few
-// records to many, and compare the merge with sorting what was written.
+// Segments that mix Puts and Deletes (the reader's fast path) with every other operation,
+// records longer than the read block, read blocks from a few records to many, from/end
+// bounds and upToEpoch, compared with sorting what was written; and damaged records.
 
 type Kind = 'put' | 'delete' | 'checkpoint' | 'commit' | 'barrier' | 'big';
 const kindArb = fc.constantFrom<Kind>('put', 'put', 'put', 'put', 'delete', 'checkpoint', 'commit', 'barrier', 'big');
@@ -57,7 +56,7 @@ const same = (a: PerCoreWalEntry, b: PerCoreWalEntry) => {
   assert.deepEqual(a.operation, b.operation);
 };
 
-test('property: the merge (checked ahead a block at a time) equals sorting every entry, with from, end, upToEpoch and any block size', () => {
+test('property: the merge equals sorting every entry, with from, end, upToEpoch and any block size', () => {
   const root = tempDir();
   let run = 0;
   fc.assert(
