@@ -3,7 +3,7 @@ import { crc32cWithView } from '../src/crc/crc32c.js';
 
 /**
  * The baseline: every record of every file read in `block`-byte reads (default 1 MiB, the
- * block of PerCoreWalReader and of recovery; the merge case passes the merge's) and its
+ * block of PerCoreWalReader and of recovery; the merge case passes 256 KiB) and its
  * CRC checked, with the CRC-32C the reader uses (`crc32cWithView`: the table for short
  * records, SIMD for long ones). The buffer holds two blocks, so a record cut by a block's
  * end is completed by the next read after moving its start to the front.

@@ -26,15 +26,12 @@ export interface MergeOptions {
   /** Largest payload accepted (as the writers were configured). Default 256 MiB. */
   maxRecordSize?: number;
   /**
-   * Read block per segment. Default {@link mergeBlockSize}: 256 KiB, less beyond 64
-   * segments, so memory grows with the number of cores and never with the WAL.
+   * Read block per segment. Default {@link MERGE_BLOCK_SIZE}: 64 KiB, so memory grows with
+   * the number of cores and never with the WAL.
    */
   blockSize?: number;
 }
 
-const MERGE_BUDGET = 16 << 20;
-const MIN_BLOCK = 64 << 10;
-const MAX_BLOCK = 256 << 10;
 /**
  * Numbers per source in {@link WalMergeIterator}'s key array: the epoch as one double and
  * the timestamp less a base as one double. Both are rounded, so they keep the order, and
@@ -45,13 +42,15 @@ const KEY = 2;
 const EXACT = 2 ** 53;
 
 /**
- * The read block per segment of a merge of `segments` segments: 256 KiB (1 MiB blocks
- * were slower at 8 segments, 64–256 KiB alike), less beyond 64 segments so that the
- * blocks stay within 16 MiB, at least 64 KiB.
+ * The read block per segment of a merge, whatever the number of segments. Entries refer to
+ * the block they came from, so every block is a fresh allocation, freed when its entries
+ * are collected. With 256 KiB blocks the allocator gave much of that memory back to the
+ * system and took it again, page faults and all (up to half of the blocks' pages faulted
+ * in, 10–50 ns of system time an entry); with 64 KiB blocks about a third as many did, and
+ * the merge took less CPU (docs/PERFORMANCE.md, issue 4). 64 KiB is still one read per
+ * ~400 records of 164 bytes.
  */
-export function mergeBlockSize(segments: number): number {
-  return Math.min(MAX_BLOCK, Math.max(MIN_BLOCK, Math.floor(MERGE_BUDGET / Math.max(1, segments))));
-}
+export const MERGE_BLOCK_SIZE = 64 << 10;
 
 /**
  * A k-way merge of segments into the global order {@link PerCoreWalEntry.compare}.
@@ -131,7 +130,7 @@ export class WalMergeIterator implements IterableIterator<PerCoreWalEntry> {
           { path: sources[i]!.path, position: froms[i]!, coreId: sources[i]!.coreId });
       }
     }
-    const blockSize = options.blockSize ?? mergeBlockSize(sources.length);
+    const blockSize = options.blockSize ?? MERGE_BLOCK_SIZE;
     const readers: PerCoreWalReader[] = [];
     try {
       for (let i = 0; i < sources.length; i++) {
