@@ -789,6 +789,53 @@ describe('UringStorageIo', { skip }, () => {
     }
   });
 
+  test('writes taken while the caller polls without yielding park the fd: later writes wait for an event-loop turn or a wait, a datasync behind them starts them at once', async () => {
+    const dir = tempDir();
+    const p = join(dir, 'parked.bin');
+    const sio = withIo({ sqpoll: false });
+    try {
+      const fd = sio.registerFd(openSync(p, 'w+'));
+      const out: IoCompletion[] = [];
+      /** Polls without yielding to the event loop until `token` completes. */
+      const busyUntil = (token: number): void => {
+        const deadline = Date.now() + 10_000;
+        while (!out.some((c) => c.token === token)) {
+          assert.ok(Date.now() < deadline, 'timed out polling');
+          sio.pollCompletions(out);
+        }
+      };
+      const w1 = sio.submitAppend(fd, b('one'));
+      assert.equal(sio.flush(), 1);
+      busyUntil(w1);
+      const w2 = sio.submitAppend(fd, b('two'));
+      assert.equal(sio.flush(), 0, 'parked: waits for an event-loop turn');
+      sio.pollCompletions(out);
+      assert.equal(sio.info().chainsSubmitted, 1);
+      for (let i = 0; i < 100 && sio.info().chainsSubmitted === 1; i++) await new Promise<void>((r) => setImmediate(r));
+      assert.equal(sio.info().chainsSubmitted, 2, 'started on the event-loop turn');
+      busyUntil(w2);
+      const w3 = sio.submitAppend(fd, b('three'));
+      const s = sio.submitDatasync(fd);
+      assert.equal(sio.flush(), 2, 'a datasync behind parked writes starts them at once');
+      busyUntil(s);
+      const w4 = sio.submitAppend(fd, b('four'));
+      assert.equal(sio.flush(), 0, 'still parked: no turn since w2 was taken (a datasync\'s chain does not park)');
+      const rest = await drain(sio); // a wait starts it
+      assert.deepEqual(out.concat(rest).map((c) => [c.token, c.result]), [[w1, 3], [w2, 3], [w3, 5], [s, 0], [w4, 4]]);
+      assert.equal(readFileSync(p, 'utf8'), 'onetwothreefour');
+      // close() starts what is parked before it closes the fd.
+      const w5 = sio.submitAppend(fd, b('five'));
+      sio.flush();
+      busyUntil(w5);
+      sio.submitAppend(fd, b('six'));
+      sio.flush();
+      sio.close();
+      assert.equal(readFileSync(p, 'utf8'), 'onetwothreefourfivesix');
+    } finally {
+      sio.close();
+    }
+  });
+
   test('an idle instance does not keep the process alive, with or without close()', () => {
     for (const doClose of [true, false]) {
       const script = `
