@@ -757,7 +757,8 @@ export class UringStorageIo implements StorageIo {
    * they fill a registered buffer (`bufferSize` bytes): a chain costs an io-wq wake-up
    * and a completion to take, more than writing a few KiB just before the next datasync
    * (measured: less CPU per record and higher records/s at 100 B records). They start
-   * anyway as soon as that datasync completes, or when the caller waits (`idle`).
+   * anyway as soon as that datasync completes, or when the caller waits (`idle`). The
+   * same holds for an fd parked (`parkedAt`) until the next event-loop turn.
    */
   private startable(st: FdState, idle: boolean): number {
     const q = st.queued;
