@@ -419,15 +419,20 @@ describe('UringStorageIo', { skip }, () => {
     }
   });
 
-  test('beside a running datasync, writes with nothing queued behind them wait for it unless they fill a registered buffer', async (t) => {
+  test('beside a running datasync, a write with nothing queued behind it waits while the caller only polls, unless it fills a registered buffer', async (t) => {
     const slow = slowDatasync(t, { bufferSize: 4096 });
     if (slow === null) return;
     const { sio, fd, p, w1, s1 } = slow;
     try {
-      const small = sio.submitAppend(fd, b('small')); // less than a buffer: waits for s1
+      const small = sio.submitAppend(fd, b('small')); // less than a buffer
       sio.flush();
-      let done = await drain(sio);
+      const done: IoCompletion[] = [];
       const at = (token: number): number => indexIn(done, token);
+      // A caller that polls and never waits is busy: the small write waits for s1.
+      while (at(small) < 0) {
+        await new Promise<void>((r) => setImmediate(r));
+        sio.pollCompletions(done);
+      }
       assert.deepEqual([w1, s1, small].map((tok) => done[at(tok)]!.result), [BIG.length, 0, 5]);
       assert.ok(at(s1) < at(small), `the small write waited for s1: ${JSON.stringify(done)}`);
       assert.equal(sio.info().chainsBesideDatasync, 0);
@@ -436,11 +441,49 @@ describe('UringStorageIo', { skip }, () => {
       sio.flush();
       const full = sio.submitAppend(fd, Buffer.alloc(4096, 2)); // a buffer's worth: starts beside s2
       sio.flush();
-      done = await drain(sio);
+      while (at(s2) < 0) {
+        await new Promise<void>((r) => setImmediate(r));
+        sio.pollCompletions(done);
+      }
       assert.deepEqual([w2, s2, full].map((tok) => done[at(tok)]!.result), [BIG.length, 0, 4096]);
       assert.ok(at(full) < at(s2), `the full buffer completed beside s2: ${JSON.stringify(done)}`);
       assert.equal(sio.info().chainsBesideDatasync, 1);
       assert.equal(fstatSync(openSync(p, 'r')).size, 2 * BIG.length + 5 + 4096);
+    } finally {
+      sio.close();
+    }
+  });
+
+  test('beside a running datasync, a small write held back starts once the caller waits; unflushed ones still wait for a flush', async (t) => {
+    const slow = slowDatasync(t, { bufferSize: 4096 });
+    if (slow === null) return;
+    const { sio, fd, p, w1, s1 } = slow;
+    try {
+      const small = sio.submitAppend(fd, b('small')); // less than a buffer: held while the caller is busy
+      sio.flush();
+      assert.equal(sio.info().chainsSubmitted, 1);
+      const done: IoCompletion[] = [];
+      const at = (token: number): number => indexIn(done, token);
+      // The caller sleeps: the write starts beside s1 (as soon as w1 has completed).
+      while (at(s1) < 0) {
+        await sio.waitForCompletions();
+        sio.pollCompletions(done);
+      }
+      const unflushed = sio.submitAppend(fd, b('!'));
+      while (at(small) < 0) {
+        await sio.waitForCompletions();
+        sio.pollCompletions(done);
+      }
+      assert.deepEqual([w1, s1, small].map((tok) => done[at(tok)]!.result), [BIG.length, 0, 5]);
+      assert.ok(at(small) < at(s1), `the small write completed beside s1: ${JSON.stringify(done)}`);
+      assert.equal(sio.info().chainsBesideDatasync, 1);
+      assert.equal(at(unflushed), -1);
+      const s2 = sio.submitDatasync(fd);
+      sio.flush();
+      done.push(...await drain(sio));
+      assert.deepEqual([unflushed, s2].map((tok) => done[at(tok)]!.result), [1, 0]);
+      assert.equal(sio.info().cqesOutOfChainOrder, 0);
+      assert.equal(readFileSync(p).subarray(BIG.length).toString(), 'small!');
     } finally {
       sio.close();
     }
@@ -741,6 +784,53 @@ describe('UringStorageIo', { skip }, () => {
       sio.pollCompletions(last);
       assert.deepEqual(last, [{ token: w3, result: 1 }]);
       assert.equal(readFileSync(join(dir, 'w.bin'), 'utf8'), 'onetwo!');
+    } finally {
+      sio.close();
+    }
+  });
+
+  test('writes taken while the caller polls without yielding park the fd: later writes wait for an event-loop turn or a wait, a datasync behind them starts them at once', async () => {
+    const dir = tempDir();
+    const p = join(dir, 'parked.bin');
+    const sio = withIo({ sqpoll: false });
+    try {
+      const fd = sio.registerFd(openSync(p, 'w+'));
+      const out: IoCompletion[] = [];
+      /** Polls without yielding to the event loop until `token` completes. */
+      const busyUntil = (token: number): void => {
+        const deadline = Date.now() + 10_000;
+        while (!out.some((c) => c.token === token)) {
+          assert.ok(Date.now() < deadline, 'timed out polling');
+          sio.pollCompletions(out);
+        }
+      };
+      const w1 = sio.submitAppend(fd, b('one'));
+      assert.equal(sio.flush(), 1);
+      busyUntil(w1);
+      const w2 = sio.submitAppend(fd, b('two'));
+      assert.equal(sio.flush(), 0, 'parked: waits for an event-loop turn');
+      sio.pollCompletions(out);
+      assert.equal(sio.info().chainsSubmitted, 1);
+      for (let i = 0; i < 100 && sio.info().chainsSubmitted === 1; i++) await new Promise<void>((r) => setImmediate(r));
+      assert.equal(sio.info().chainsSubmitted, 2, 'started on the event-loop turn');
+      busyUntil(w2);
+      const w3 = sio.submitAppend(fd, b('three'));
+      const s = sio.submitDatasync(fd);
+      assert.equal(sio.flush(), 2, 'a datasync behind parked writes starts them at once');
+      busyUntil(s);
+      const w4 = sio.submitAppend(fd, b('four'));
+      assert.equal(sio.flush(), 0, 'still parked: no turn since w2 was taken (a datasync\'s chain does not park)');
+      const rest = await drain(sio); // a wait starts it
+      assert.deepEqual(out.concat(rest).map((c) => [c.token, c.result]), [[w1, 3], [w2, 3], [w3, 5], [s, 0], [w4, 4]]);
+      assert.equal(readFileSync(p, 'utf8'), 'onetwothreefour');
+      // close() starts what is parked before it closes the fd.
+      const w5 = sio.submitAppend(fd, b('five'));
+      sio.flush();
+      busyUntil(w5);
+      sio.submitAppend(fd, b('six'));
+      sio.flush();
+      sio.close();
+      assert.equal(readFileSync(p, 'utf8'), 'onetwothreefourfivesix');
     } finally {
       sio.close();
     }
