@@ -121,36 +121,34 @@ static inline uint64_t load64(const uint8_t* p) {
   return v;
 }
 
+// Consumes whole triples of `block`-byte blocks from *p, three streams at once.
+__attribute__((target("sse4.2"))) static inline uint64_t crc_triples(uint64_t c0, const uint8_t** pp, size_t* np, size_t block,
+                                                                     uint32_t zeros[][256]) {
+  const uint8_t* p = *pp;
+  size_t n = *np;
+  while (n >= 3 * block) {
+    uint64_t c1 = 0, c2 = 0;
+    const uint8_t* end = p + block;
+    do {
+      c0 = _mm_crc32_u64(c0, load64(p));
+      c1 = _mm_crc32_u64(c1, load64(p + block));
+      c2 = _mm_crc32_u64(c2, load64(p + 2 * block));
+      p += 8;
+    } while (p < end);
+    c0 = shift_crc(zeros, (uint32_t)c0) ^ c1;
+    c0 = shift_crc(zeros, (uint32_t)c0) ^ c2;
+    p += 2 * block;
+    n -= 3 * block;
+  }
+  *pp = p;
+  *np = n;
+  return c0;
+}
+
 __attribute__((target("sse4.2"))) static uint32_t crc_hw(const uint8_t* p, size_t n) {
   uint64_t c0 = 0xffffffffu;
-  while (n >= 3 * LONG_BLOCK) {
-    uint64_t c1 = 0, c2 = 0;
-    const uint8_t* end = p + LONG_BLOCK;
-    do {
-      c0 = _mm_crc32_u64(c0, load64(p));
-      c1 = _mm_crc32_u64(c1, load64(p + LONG_BLOCK));
-      c2 = _mm_crc32_u64(c2, load64(p + 2 * LONG_BLOCK));
-      p += 8;
-    } while (p < end);
-    c0 = shift_crc(zeros_long, (uint32_t)c0) ^ c1;
-    c0 = shift_crc(zeros_long, (uint32_t)c0) ^ c2;
-    p += 2 * LONG_BLOCK;
-    n -= 3 * LONG_BLOCK;
-  }
-  while (n >= 3 * SHORT_BLOCK) {
-    uint64_t c1 = 0, c2 = 0;
-    const uint8_t* end = p + SHORT_BLOCK;
-    do {
-      c0 = _mm_crc32_u64(c0, load64(p));
-      c1 = _mm_crc32_u64(c1, load64(p + SHORT_BLOCK));
-      c2 = _mm_crc32_u64(c2, load64(p + 2 * SHORT_BLOCK));
-      p += 8;
-    } while (p < end);
-    c0 = shift_crc(zeros_short, (uint32_t)c0) ^ c1;
-    c0 = shift_crc(zeros_short, (uint32_t)c0) ^ c2;
-    p += 2 * SHORT_BLOCK;
-    n -= 3 * SHORT_BLOCK;
-  }
+  c0 = crc_triples(c0, &p, &n, LONG_BLOCK, zeros_long);
+  c0 = crc_triples(c0, &p, &n, SHORT_BLOCK, zeros_short);
   while (n >= 8) {
     c0 = _mm_crc32_u64(c0, load64(p));
     p += 8;
@@ -208,24 +206,32 @@ static int get_bytes(napi_env env, napi_value v, uint8_t** data, size_t* len) {
   return 1;
 }
 
-// sealFrames(buf: Uint8Array, from: number, to: number): number — frames sealed.
-static napi_value seal_frames(napi_env env, napi_callback_info info) {
+// Both entry points take (buf: Uint8Array, from: number, to: number) with from <= to <= length.
+static int range_args(napi_env env, napi_callback_info info, const char* usage, uint8_t** buf, size_t* from, size_t* to) {
   size_t argc = 3;
   napi_value argv[3];
   napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
-  uint8_t* buf;
   size_t len;
   double from_d, to_d;
-  if (argc < 3 || !get_bytes(env, argv[0], &buf, &len) || napi_get_value_double(env, argv[1], &from_d) != napi_ok ||
+  if (argc < 3 || !get_bytes(env, argv[0], buf, &len) || napi_get_value_double(env, argv[1], &from_d) != napi_ok ||
       napi_get_value_double(env, argv[2], &to_d) != napi_ok) {
-    napi_throw_type_error(env, NULL, "sealFrames(buf: Uint8Array, from: number, to: number)");
-    return NULL;
+    napi_throw_type_error(env, NULL, usage);
+    return 0;
   }
   if (!(from_d >= 0 && to_d >= from_d && to_d <= (double)len)) {
-    napi_throw_range_error(env, NULL, "sealFrames: from/to outside the buffer");
-    return NULL;
+    napi_throw_range_error(env, NULL, usage);
+    return 0;
   }
-  size_t at = (size_t)from_d, end = (size_t)to_d;
+  *from = (size_t)from_d;
+  *to = (size_t)to_d;
+  return 1;
+}
+
+// sealFrames(buf, from, to): number — frames sealed.
+static napi_value seal_frames(napi_env env, napi_callback_info info) {
+  uint8_t* buf;
+  size_t at, end;
+  if (!range_args(env, info, "sealFrames(buf: Uint8Array, from: number, to: number), from <= to <= buf.length", &buf, &at, &end)) return NULL;
   uint32_t n = 0;
   while (at < end) {
     if (end - at < 8) break;
@@ -244,21 +250,13 @@ static napi_value seal_frames(napi_env env, napi_callback_info info) {
   return out;
 }
 
-// crc32c(buf: Uint8Array, from: number, to: number): number — for the load-time self-check.
+// crc32c(buf, from, to): number — for the load-time self-check.
 static napi_value crc_range(napi_env env, napi_callback_info info) {
-  size_t argc = 3;
-  napi_value argv[3];
-  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
   uint8_t* buf;
-  size_t len;
-  double from_d, to_d;
-  if (argc < 3 || !get_bytes(env, argv[0], &buf, &len) || napi_get_value_double(env, argv[1], &from_d) != napi_ok ||
-      napi_get_value_double(env, argv[2], &to_d) != napi_ok || !(from_d >= 0 && to_d >= from_d && to_d <= (double)len)) {
-    napi_throw_type_error(env, NULL, "crc32c(buf: Uint8Array, from: number, to: number)");
-    return NULL;
-  }
+  size_t from, to;
+  if (!range_args(env, info, "crc32c(buf: Uint8Array, from: number, to: number), from <= to <= buf.length", &buf, &from, &to)) return NULL;
   napi_value out;
-  napi_create_uint32(env, crc32c(buf + (size_t)from_d, (size_t)(to_d - from_d)), &out);
+  napi_create_uint32(env, crc32c(buf + from, to - from), &out);
   return out;
 }
 
