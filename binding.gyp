@@ -2,7 +2,7 @@
   "targets": [
     {
       "target_name": "corewal_frames",
-      "sources": ["native/frames.c"],
+      "sources": ["native/frames.c", "native/pool-io.c"],
       "cflags": ["-std=gnu11", "-O2", "-Wall", "-Wextra", "-Wno-unused-parameter"],
       "xcode_settings": { "OTHER_CFLAGS": ["-std=gnu11", "-O2"] },
       "defines": ["NAPI_VERSION=8"]

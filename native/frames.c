@@ -12,6 +12,8 @@
 
 #include <node_api.h>
 #include <stddef.h>
+
+#include "pool-io.h"
 #include <stdint.h>
 #include <string.h>
 
@@ -283,6 +285,7 @@ static napi_value init(napi_env env, napi_value exports) {
       {"hardware", NULL, hardware, NULL, NULL, NULL, napi_default, NULL},
   };
   napi_define_properties(env, exports, sizeof(props) / sizeof(props[0]), props);
+  pool_io_init(env, exports);
   return exports;
 }
 

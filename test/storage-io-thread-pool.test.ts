@@ -9,6 +9,42 @@ import { settle, storageIoSuite, waitForTokens } from './helpers/storage-io-suit
 import { b, tempDir } from './helpers/tmp.js';
 
 storageIoSuite('ThreadPoolStorageIo', (o) => new ThreadPoolStorageIo(o));
+// The same contract with a datasync always a pool job of its own (where the addon is not built).
+storageIoSuite('ThreadPoolStorageIo without native jobs', (o) => new ThreadPoolStorageIo({ ...o, nativeJobs: false }));
+
+test('a datasync queued behind writes runs in the same native pool job, after them; a real write failure cancels it', async (t) => {
+  const sio = new ThreadPoolStorageIo();
+  if (!sio.info().nativeJobs) {
+    sio.close();
+    t.skip('the native addon is not built here');
+    return;
+  }
+  const dir = tempDir();
+  const p = join(dir, 'joined.bin');
+  const fd = sio.registerFd(fs.openSync(p, 'w+'));
+  const w1 = sio.submitAppend(fd, Buffer.alloc(100_000, 1));
+  const w2 = sio.submitAppend(fd, b('tail'));
+  const s1 = sio.submitDatasync(fd);
+  const first = new Map((await waitForTokens(sio, [w1, w2, s1])).map((c) => [c.token, c.result]));
+  assert.deepEqual([first.get(w1), first.get(w2), first.get(s1)], [100_000, 4, 0]);
+  assert.equal(sio.info().writeDatasyncJobs, 1, 'both writes and the datasync went as one job');
+  // A write at 32 TiB: EFBIG from ext4 (16 TiB files at most), inside the joined job.
+  const far = sio.submitWrite(fd, b('too far'), 2 ** 45);
+  const s2 = sio.submitDatasync(fd);
+  const after = sio.submitAppend(fd, b('after'));
+  const second = new Map((await waitForTokens(sio, [far, s2, after])).map((c) => [c.token, c.result]));
+  sio.close();
+  if (second.get(far)! >= 0) {
+    t.skip(`this filesystem accepts a write at 32 TiB (result ${second.get(far)})`);
+    return;
+  }
+  assert.equal(second.get(far), -constants.errno.EFBIG);
+  assert.equal(second.get(s2), -constants.errno.ECANCELED, 'no datasync reports success over a failed write');
+  assert.equal(second.get(after), -constants.errno.ECANCELED, 'nothing runs after the failure');
+  const data = fs.readFileSync(p);
+  assert.equal(data.length, 100_004);
+  assert.equal(data.subarray(100_000).toString(), 'tail');
+});
 
 const dir = tempDir();
 let n = 0;

@@ -1,9 +1,6 @@
-import { existsSync } from 'node:fs';
-import { createRequire } from 'node:module';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { crc32cJs, crc32cWithView } from '../crc/crc32c.js';
 import { assert } from '../util/assert.js';
+import { nativeAddon, type NativeBinding } from '../util/native.js';
 import { RECORD_HEADER_SIZE } from './framing.js';
 
 /**
@@ -14,35 +11,17 @@ import { RECORD_HEADER_SIZE } from './framing.js';
  * than a binding call per record; without it, the table CRC per frame, as before.
  */
 
-interface FramesBinding {
-  sealFrames(buf: Uint8Array, from: number, to: number): number;
-  crc32c(buf: Uint8Array, from: number, to: number): number;
-  hardware(): boolean;
-}
-
-const ADDON = 'corewal_frames.node';
-
-function load(): { binding: FramesBinding | null; reason: string | null; hardware: boolean } {
-  const env = process.env['COREWAL_FRAMES_ADDON'];
-  if (env === 'off' || env === '0') return { binding: null, reason: 'disabled by COREWAL_FRAMES_ADDON=off', hardware: false };
-  // dist/src/record/seal.js → the package root, where node-gyp puts build/.
-  const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
-  const candidates = env ? [env] : [join(root, 'build', 'Release', ADDON), join(root, 'build', 'Debug', ADDON)];
-  const found = candidates.find((p) => existsSync(p));
-  if (found === undefined) return { binding: null, reason: `the native addon is not built (no ${candidates[0]})`, hardware: false };
-  try {
-    const b = createRequire(import.meta.url)(found) as FramesBinding;
-    // Self-check against the TypeScript CRC before trusting it with records.
-    const probe = Buffer.from('123456789');
-    if (b.crc32c(probe, 0, probe.length) !== 0xe3069283) return { binding: null, reason: `${found} computes a wrong CRC-32C`, hardware: false };
-    const frame = Buffer.alloc(RECORD_HEADER_SIZE + 61, 0xa5);
-    frame.writeUInt32LE(61, 0);
-    b.sealFrames(frame, 0, frame.length);
-    if (frame.readUInt32LE(4) !== crc32cJs(frame, RECORD_HEADER_SIZE, frame.length)) return { binding: null, reason: `${found} seals frames wrongly`, hardware: false };
-    return { binding: b, reason: null, hardware: b.hardware() };
-  } catch (e) {
-    return { binding: null, reason: `${found} failed to load: ${(e as Error).message}`, hardware: false };
-  }
+function load(): { binding: NativeBinding | null; reason: string | null; hardware: boolean } {
+  const { binding: b, reason } = nativeAddon();
+  if (b === null) return { binding: null, reason, hardware: false };
+  // Self-check against the TypeScript CRC before trusting it with records.
+  const probe = Buffer.from('123456789');
+  if (b.crc32c(probe, 0, probe.length) !== 0xe3069283) return { binding: null, reason: 'the native addon computes a wrong CRC-32C', hardware: false };
+  const frame = Buffer.alloc(RECORD_HEADER_SIZE + 61, 0xa5);
+  frame.writeUInt32LE(61, 0);
+  b.sealFrames(frame, 0, frame.length);
+  if (frame.readUInt32LE(4) !== crc32cJs(frame, RECORD_HEADER_SIZE, frame.length)) return { binding: null, reason: 'the native addon seals frames wrongly', hardware: false };
+  return { binding: b, reason: null, hardware: b.hardware() };
 }
 
 const loaded = load();
