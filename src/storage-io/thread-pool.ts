@@ -168,7 +168,8 @@ export class ThreadPoolStorageIo implements StorageIo {
   private readonly freeSlabs: Slab[] = [];
   private slabBytes = 0;
   private readonly native: NativeBinding | null;
-  private combined = 0;
+  /** Write + datasync pool jobs started (for `info()`). */
+  private writeDatasyncJobs = 0;
   private wake: (() => void) | null = null;
   private waitP: Promise<void> | null = null;
   private idleWaiters: (() => void)[] = [];
@@ -186,7 +187,7 @@ export class ThreadPoolStorageIo implements StorageIo {
 
   /** Whether write + datasync jobs run natively, and how many have been started. */
   info(): { nativeJobs: boolean; writeDatasyncJobs: number } {
-    return { nativeJobs: this.native !== null, writeDatasyncJobs: this.combined };
+    return { nativeJobs: this.native !== null, writeDatasyncJobs: this.writeDatasyncJobs };
   }
 
   registerFd(fd: number): IoFd {
@@ -493,7 +494,7 @@ export class ThreadPoolStorageIo implements StorageIo {
     const token = f.tok[f.head]!;
     f.head++;
     f.syncing++;
-    this.combined++;
+    this.writeDatasyncJobs++;
     this.native!.writevDatasync(f.os, iov, f.bPos, (werr, written, serr) => this.writeDatasyncDone(f, token, werr, written, serr));
   }
 
