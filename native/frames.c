@@ -9,6 +9,11 @@
 //
 // The writer produced the lengths, so a frame that does not fit `to` means a bug: the
 // call then throws without writing anything past the last whole frame.
+//
+// verifyFrames is the reader's side of the same trade: it checks a run of frames read
+// from disk in one call, where the reader would otherwise run the table CRC per record.
+// The bytes are untrusted, so it never throws on them: it reports how far they are good
+// and leaves everything after that to the reader's record-by-record classification.
 
 #include <node_api.h>
 #include <stddef.h>
@@ -252,6 +257,41 @@ static napi_value seal_frames(napi_env env, napi_callback_info info) {
   return out;
 }
 
+// verifyFrames(buf, from, to, maxRecord): number — the offset just past the last frame of
+// the longest run of good frames from `from`: each wholly before `to`, of a length in
+// [1, maxRecord], its CRC right. `from` itself when the first frame is not good.
+static napi_value verify_frames(napi_env env, napi_callback_info info) {
+  static const char usage[] =
+      "verifyFrames(buf: Uint8Array, from: number, to: number, maxRecord: number), from <= to <= buf.length, maxRecord >= 0";
+  size_t argc = 4;
+  napi_value argv[4];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  uint8_t* buf;
+  size_t len;
+  double from_d, to_d, max_d;
+  if (argc < 4 || !get_bytes(env, argv[0], &buf, &len) || napi_get_value_double(env, argv[1], &from_d) != napi_ok ||
+      napi_get_value_double(env, argv[2], &to_d) != napi_ok || napi_get_value_double(env, argv[3], &max_d) != napi_ok) {
+    napi_throw_type_error(env, NULL, usage);
+    return NULL;
+  }
+  if (!(from_d >= 0 && to_d >= from_d && to_d <= (double)len && max_d >= 0)) {
+    napi_throw_range_error(env, NULL, usage);
+    return NULL;
+  }
+  size_t at = (size_t)from_d, end = (size_t)to_d;
+  // A maximum past u32 admits every length a u32 field can hold.
+  uint32_t max_rec = max_d >= 4294967295.0 ? 0xffffffffu : (uint32_t)max_d;
+  while (end - at >= 8) {
+    uint32_t plen = get_u32le(buf + at);
+    if (plen == 0 || plen > max_rec || (size_t)plen > end - at - 8) break;
+    if (crc32c(buf + at + 8, plen) != get_u32le(buf + at + 4)) break;
+    at += 8 + (size_t)plen;
+  }
+  napi_value out;
+  napi_create_double(env, (double)at, &out);
+  return out;
+}
+
 // crc32c(buf, from, to): number — for the load-time self-check.
 static napi_value crc_range(napi_env env, napi_callback_info info) {
   uint8_t* buf;
@@ -281,6 +321,7 @@ static napi_value init(napi_env env, napi_value exports) {
 #endif
   napi_property_descriptor props[] = {
       {"sealFrames", NULL, seal_frames, NULL, NULL, NULL, napi_default, NULL},
+      {"verifyFrames", NULL, verify_frames, NULL, NULL, NULL, napi_default, NULL},
       {"crc32c", NULL, crc_range, NULL, NULL, NULL, napi_default, NULL},
       {"hardware", NULL, hardware, NULL, NULL, NULL, napi_default, NULL},
   };

@@ -5,13 +5,15 @@ import { fileURLToPath } from 'node:url';
 
 /**
  * The optional native addon `corewal_frames.node` (native/frames.c and native/pool-io.c,
- * built by node-gyp at install): CRC sealing of buffered records, and the thread pool's
- * write-then-fdatasync job. Loaded once, on first use; everything that uses it has a
+ * built by node-gyp at install): CRC sealing of buffered records, batch CRC verification of
+ * records read back, and the thread pool's write-then-fdatasync job. Loaded once, on first use; everything that uses it has a
  * TypeScript path for where it was not built. `COREWAL_FRAMES_ADDON` names another build of
  * it, or `off` to do without.
  */
 export interface NativeBinding {
   sealFrames(buf: Uint8Array, from: number, to: number): number;
+  /** Absent in builds from before it existed. */
+  verifyFrames?(buf: Uint8Array, from: number, to: number, maxRecord: number): number;
   crc32c(buf: Uint8Array, from: number, to: number): number;
   hardware(): boolean;
   writevDatasync(fd: number, buffers: Uint8Array[], position: number,
