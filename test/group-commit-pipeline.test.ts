@@ -121,11 +121,16 @@ test('writer: the second of two datasyncs failing keeps the first one\'s boundar
   w.appendPutViaStorageIo(b('a'), b('1'), fio, fd);
   w.syncViaStorageIoPipelined(fio, fd);
   const first = w.position();
-  // The failure (delivered at once by the wrapper) comes 30 ms late: after the first datasync's success.
-  fio.delay(30, { op: 'datasync', times: 1 });
+  // The failure, delivered by the wrapper at submission (completions are collected only
+  // when polled, so the hold takes exactly it), is held back until the first datasync's
+  // success has been seen: a fixed delay raced the real fdatasync on a loaded machine.
+  const held = fio.hold({ op: 'datasync', times: 1 });
   fio.failNext('datasync', 'EIO');
   w.appendPutViaStorageIo(b('b'), b('2'), fio, fd);
   w.syncViaStorageIoPipelined(fio, fd);
+  assert.equal(held.held, 1);
+  assert.equal(await pump(w, fio, () => w.syncedPosition() === first), null);
+  held.release();
   const err = await pump(w, fio, () => !w.isSyncPending());
   assert.ok(err instanceof PerCoreWalError && err.code === 'IO');
   assert.equal(w.syncedPosition(), first);
