@@ -4,8 +4,7 @@ import type { PerCoreWalEntry, U64Like } from '../entry/entry.js';
 import { ioError, PerCoreWalError } from '../errors/errors.js';
 import { realFs, type WalFs } from '../io/fs.js';
 import { DEFAULT_MAX_RECORD_SIZE, isAllZero, RECORD_HEADER_SIZE } from '../record/framing.js';
-import { verifyFrames } from '../record/verify.js';
-import { assert } from '../util/assert.js';
+import { VerifiedRun } from '../record/verify.js';
 import { hi32, lo32, toCoreId, toPosition, toU64 } from '../util/u64.js';
 
 /** What {@link PerCoreWalReader.readNext} found at the reader's position. */
@@ -32,13 +31,6 @@ export interface PerCoreWalReaderOptions {
 
 const EOF_RESULT: WalReadResult = Object.freeze({ kind: 'eof' }) as WalReadResult;
 const DEFAULT_BLOCK = 1024 * 1024;
-/**
- * Bytes of records checked per batch beyond the one being read: ~400 records of 164 bytes
- * a call, so the call's own cost vanishes, while a reader that stops after a few records
- * (a short replay from a checkpoint) never pays for a whole 1 MiB block.
- */
-const VERIFY_SPAN = 64 << 10;
-
 /**
  * Reads one core's segment front to back in large blocks, checking every record's
  * length and CRC before decoding it. A bad record is reported, never skipped: the
@@ -70,16 +62,7 @@ export class PerCoreWalReader implements Iterable<PerCoreWalEntry> {
   /** What {@link PerCoreWalReader.readEntry} found when it returned null. */
   private stopped: WalReadResult = EOF_RESULT;
   private resyncCost = 0;
-  private readonly batch: boolean;
-  /**
-   * The run of frames the last batch found good, as offsets in `block`: the frame at
-   * `vAt`, and each one after it up to `vEnd`, has a right CRC. Only frames reached by
-   * following lengths from `vAt` are covered, so the fast path trusts a frame only when
-   * it stands exactly at `vAt`, and moves `vAt` past it. Cleared whenever the block's
-   * bytes or `blockStart` change (load()).
-   */
-  private vAt = -1;
-  private vEnd = -1;
+  private readonly run: VerifiedRun;
 
   private constructor(coreId: number, path: string, position: number, options: PerCoreWalReaderOptions) {
     this.core = toCoreId(coreId);
@@ -87,7 +70,7 @@ export class PerCoreWalReader implements Iterable<PerCoreWalEntry> {
     this.segPath = path;
     this.fs = options.fs ?? realFs;
     this.maxRecord = options.maxRecordSize ?? DEFAULT_MAX_RECORD_SIZE;
-    this.batch = options.batchVerify ?? true;
+    this.run = new VerifiedRun(options.batchVerify ?? true);
     const blockSize = options.blockSize ?? DEFAULT_BLOCK;
     try {
       this.fd = this.fs.openSync(path, 'r');
@@ -139,7 +122,7 @@ export class PerCoreWalReader implements Iterable<PerCoreWalEntry> {
     if (at + n > this.len) return -1;
     if (at >= this.blockStart && at + n <= this.blockStart + this.blockLen) return at - this.blockStart;
     // The block's bytes change: nothing in it is verified any more.
-    this.vAt = this.vEnd = -1;
+    this.run.clear();
     if (this.shared || n > this.block.length) {
       this.block = Buffer.allocUnsafe(Math.max(this.blockSize, n));
       this.dv = new DataView(this.block.buffer, this.block.byteOffset, this.block.byteLength);
@@ -197,7 +180,7 @@ export class PerCoreWalReader implements Iterable<PerCoreWalEntry> {
       const plen = dv.getUint32(off, true);
       const start = off + RECORD_HEADER_SIZE;
       const end = start + plen;
-      if (plen !== 0 && plen <= avail - RECORD_HEADER_SIZE && plen <= this.maxRecord && this.checked(off, end)) {
+      if (plen !== 0 && plen <= avail - RECORD_HEADER_SIZE && plen <= this.maxRecord && this.run.checked(this.block, this.dv, this.blockLen, off, end, this.maxRecord)) {
         let entry: PerCoreWalEntry | null;
         try {
           entry = decodePayload(this.block, dv, start, end, this.segPath, pos, true);
@@ -207,7 +190,7 @@ export class PerCoreWalReader implements Iterable<PerCoreWalEntry> {
         if (entry !== null && entry.coreId === this.core) {
           this.shared = true;
           this.pos = pos + RECORD_HEADER_SIZE + plen;
-          if (off === this.vAt) this.vAt = end;
+          this.run.passed(off, end);
           return entry;
         }
       }
@@ -215,25 +198,6 @@ export class PerCoreWalReader implements Iterable<PerCoreWalEntry> {
     return this.readEntryFully();
   }
 
-  /**
-   * True when the CRC of the record whose frame is `block[off, end)` is right (its length
-   * has been checked: non-zero, at most the maximum, wholly in the block). With batches on,
-   * a record at the head of the verified run is known good; past it, one batch checks
-   * this record and the run after it. A record the batch does not vouch for gets its own
-   * CRC, as without batches, so that the result never depends on them.
-   */
-  private checked(off: number, end: number): boolean {
-    if (this.batch) {
-      if (off === this.vAt && off < this.vEnd) return true;
-      const to = Math.min(this.blockLen, end + VERIFY_SPAN);
-      const good = verifyFrames(this.block, this.dv, off, to, this.maxRecord);
-      assert(good === off || (good >= end && good <= to), 'a verified run ends on a frame boundary within its range');
-      this.vAt = off;
-      this.vEnd = good;
-      if (good > off) return true;
-    }
-    return crc32cWithView(this.dv, this.block, off + RECORD_HEADER_SIZE, end) === this.dv.getUint32(off + 4, true);
-  }
 
   /** {@link PerCoreWalReader.readEntry} for any record: loads it, classifies whatever is not an entry. */
   private readEntryFully(): PerCoreWalEntry | null {

@@ -8,8 +8,7 @@ import type { WalFs } from '../io/fs.js';
 import { PerCoreWalReader, resultError, type WalReadResult } from '../reader/reader.js';
 import { scanSegment } from '../reader/scan.js';
 import { DEFAULT_MAX_RECORD_SIZE, RECORD_HEADER_SIZE } from '../record/framing.js';
-import { verifyFrames } from '../record/verify.js';
-import { assert } from '../util/assert.js';
+import { VerifiedRun } from '../record/verify.js';
 import { hi32, joinU64, lo32 } from '../util/u64.js';
 import { mapKey } from '../checkpoint/state.js';
 
@@ -60,8 +59,6 @@ const PUT_KEY = PAYLOAD_HEADER_SIZE + 4;
 /** Record starts below 2^37 (128 GiB) pack with a 16-bit core id into a safe integer. */
 const MAX_REF_START = 2 ** 37;
 const EMPTY = new Uint8Array(0);
-/** Bytes of records checked per batch beyond the one being read (as PerCoreWalReader's). */
-const VERIFY_SPAN = 64 << 10;
 
 /**
  * Reads one segment for recovery, one entry ahead, applying the recovery mode to every
@@ -121,21 +118,14 @@ export class SegmentCursor {
   private reader: PerCoreWalReader | null = null;
   private budget: number;
   private cutKnown = false;
-  private readonly batch: boolean;
-  /**
-   * The run of frames the last batch found good, as block offsets, as in PerCoreWalReader:
-   * the frame at `vAt` and those its lengths lead to up to `vEnd` have right CRCs. The
-   * fast path only moves forward; ensure() clears the run whenever it reads the block.
-   */
-  private vAt = -1;
-  private vEnd = -1;
+  private readonly run: VerifiedRun;
 
   constructor(coreId: number, path: string, opts: CursorOptions) {
     this.coreId = coreId;
     this.path = path;
     this.opts = opts;
     this.maxRecord = opts.maxRecordSize ?? DEFAULT_MAX_RECORD_SIZE;
-    this.batch = opts.batchVerify ?? true;
+    this.run = new VerifiedRun(opts.batchVerify ?? true);
     this.start = opts.from;
     this.consumed = opts.from;
     this.headEnd = opts.from;
@@ -296,7 +286,7 @@ export class SegmentCursor {
   private ensure(at: number, n: number): number {
     if (at >= this.blockStart && at + n <= this.blockStart + this.blockLen) return at - this.blockStart;
     // The block's bytes change: nothing in it is verified any more.
-    this.vAt = this.vEnd = -1;
+    this.run.clear();
     if (n > this.block.length) {
       this.block = Buffer.allocUnsafe(n);
       this.dv = new DataView(this.block.buffer, this.block.byteOffset, this.block.byteLength);
@@ -340,7 +330,7 @@ export class SegmentCursor {
     const tag = b[p + 1]!;
     if (b[p] !== FORMAT_VERSION || tag < TAG_PUT || tag > TAG_EPOCH_BARRIER || dv.getUint16(p + 2, true) !== this.coreId) return 0;
     if (dv.getUint32(p + 32, true) >= 0x200000) return 0; // synced boundary beyond 2^53: let the reader say so
-    if (!this.checked(off, p + plen)) return 0;
+    if (!this.run.checked(this.block, this.dv, this.blockLen, off, p + plen, this.maxRecord)) return 0;
     const body = plen - PAYLOAD_HEADER_SIZE;
     let entry: PerCoreWalEntry | null = null;
     if (tag === TAG_PUT) {
@@ -370,28 +360,10 @@ export class SegmentCursor {
     this.entries++;
     this.pos = pos + RECORD_HEADER_SIZE + plen;
     this.headEnd = this.pos;
-    if (off === this.vAt) this.vAt = p + plen;
+    this.run.passed(off, p + plen);
     return 1;
   }
 
-  /**
-   * True when the CRC of the record whose frame is `block[off, end)` is right (its length
-   * checked, the frame wholly in the block). A record at the head of the verified run is
-   * known good; past it one batch checks it and the run after it; a record no batch vouches
-   * for gets its own CRC, so that what the fast path accepts never depends on batches.
-   */
-  private checked(off: number, end: number): boolean {
-    if (this.batch) {
-      if (off === this.vAt && off < this.vEnd) return true;
-      const to = Math.min(this.blockLen, end + VERIFY_SPAN);
-      const good = verifyFrames(this.block, this.dv, off, to, this.maxRecord);
-      assert(good === off || (good >= end && good <= to), 'a verified run ends on a frame boundary within its range');
-      this.vAt = off;
-      this.vEnd = good;
-      if (good > off) return true;
-    }
-    return crc32cWithView(this.dv, this.block, off + RECORD_HEADER_SIZE, end) === this.dv.getUint32(off + 4, true);
-  }
 
   /** True when (epoch, timestamp, sequence) orders after the last entry read. */
   private after(eHi: number, eLo: number, tHi: number, tLo: number, sHi: number, sLo: number): boolean {
