@@ -11,6 +11,7 @@ import { scanSegment, type SegmentScan } from '../reader/scan.js';
 import { PerCoreWalReader } from '../reader/reader.js';
 import { DEFAULT_MAX_RECORD_SIZE, frameAt, RECORD_HEADER_SIZE } from '../record/framing.js';
 import { sealFrames } from '../record/seal.js';
+import { verifyFrames } from '../record/verify.js';
 import type { IoCompletion, IoFd, StorageIo } from '../storage-io/types.js';
 import { assert } from '../util/assert.js';
 import { CLOCK_ANCHOR_PERF, CLOCK_ANCHOR_WALL_NS } from '../util/clock.js';
@@ -698,6 +699,124 @@ export class CoreWalWriter {
   /** Empties the segment (after a checkpoint has captured it). */
   reset(): void {
     this.truncate(0);
+  }
+
+  /**
+   * Drops the segment's bytes below `from` (a record boundary: just past a checkpoint's
+   * epoch barrier) and keeps the records after it, which move to the front of the segment
+   * — a {@link CoreWalWriter.reset} for a writer that went on appending after the barrier
+   * while the checkpoint was written. Everything appended is synced first; the records
+   * kept are copied, each frame's CRC checked on the way, into `<segment>.compact`, which
+   * is synced and renamed over the segment, and the directory is synced.
+   *
+   * Crash-safe at every step: until the rename is durable the segment is untouched (the
+   * barrier still stands at `from`, so recovery replays from there); after it the segment
+   * holds only the records kept (the barrier is gone, so recovery replays from 0) — see
+   * `replayStarts`. A failure before the rename leaves the writer as it was; one after it
+   * poisons the writer. Positions move down by `from`. Returns the new position.
+   *
+   * @example
+   * ```ts
+   * const barrierEnd = writer.appendEpochBarrier() + BARRIER_RECORD_SIZE;
+   * writer.sync();
+   * // … more appends; a checkpoint holding everything before barrierEnd is made durable …
+   * writer.compactFrom(barrierEnd); // the segment now starts with the records after the barrier
+   * ```
+   */
+  compactFrom(from: number): number {
+    const pos = toPosition(from, 'from');
+    this.checkWritable();
+    this.requireNoStorageIoInFlight('compactFrom');
+    this.sync();
+    const end = this.bufStart;
+    if (pos > end) {
+      throw new PerCoreWalError('INVALID_POSITION', `cannot compact core ${this.core} from ${pos}: past its position ${end}`,
+        { coreId: this.core, path: this.segPath, position: pos });
+    }
+    if (pos === 0) return end;
+    if (pos === end) {
+      this.truncate(0);
+      return 0;
+    }
+    const tmp = `${this.segPath}.compact`;
+    this.copyFrames(pos, end, tmp);
+    try {
+      this.fs.renameSync(tmp, this.segPath);
+    } catch (e) {
+      try { this.fs.unlinkSync(tmp); } catch { /* the rename's error is the one to report */ }
+      throw ioError('rename', e, tmp, undefined, this.core);
+    }
+    // From here the segment's name is the new file's: the old fd writes nowhere that counts.
+    let fd: number;
+    try {
+      this.fs.fsyncDir(dirname(this.segPath));
+      fd = this.fs.openSync(this.segPath, 'r+');
+    } catch (e) {
+      throw this.fail(ioError('compact', e, this.segPath, 0, this.core));
+    }
+    try { this.fs.closeSync(this.fd); } catch { /* the old file is unlinked; nothing of it is needed */ }
+    this.fd = fd;
+    const n = end - pos;
+    this.bufStart = n;
+    this.allocatedEnd = n;
+    this.written = n;
+    this.synced = n;
+    this.syncCover = n;
+    this.lastSyncAt = n;
+    this.sinceSync = 0;
+    return n;
+  }
+
+  /**
+   * Copies the synced frames [from, end) of the segment into a new file at `to` and syncs
+   * it, checking that they are whole frames with right CRCs (so that `from` was a record
+   * boundary and nothing kept is damaged). On failure `to` is removed and the writer is
+   * left as it was.
+   */
+  private copyFrames(from: number, end: number, to: string): void {
+    let block = Buffer.allocUnsafe(Math.min(4 << 20, Math.max(1 << 16, end - from)));
+    let dv = new DataView(block.buffer, block.byteOffset, block.byteLength);
+    let out = -1;
+    try {
+      out = this.fs.openSync(to, 'w');
+      let at = from, have = 0, wrote = 0;
+      while (wrote < end - from) {
+        const n = at < end ? this.fs.readSync(this.fd, block, have, Math.min(block.length - have, end - at), at) : 0;
+        at += n;
+        have += n;
+        const good = verifyFrames(block, dv, 0, have, this.maxRecord);
+        if (good === 0) {
+          const plen = have >= RECORD_HEADER_SIZE ? dv.getUint32(0, true) : 0;
+          if (have === block.length && plen > 0 && plen <= this.maxRecord && RECORD_HEADER_SIZE + plen > block.length) {
+            // One record larger than the block: room for it, and read on.
+            const bigger = Buffer.allocUnsafe(RECORD_HEADER_SIZE + plen);
+            block.copy(bigger, 0, 0, have);
+            block = bigger;
+            dv = new DataView(block.buffer, block.byteOffset, block.byteLength);
+            continue;
+          }
+          if (n === 0 || have === block.length) {
+            throw new PerCoreWalError('INVALID_POSITION', `cannot compact ${this.segPath} from ${from}: no whole record with a right CRC at byte ${from + wrote}`,
+              { coreId: this.core, path: this.segPath, position: from + wrote });
+          }
+          continue;
+        }
+        for (let w = 0; w < good; ) w += this.fs.writeSync(out, block, w, good - w, wrote + w);
+        wrote += good;
+        block.copy(block, 0, good, have);
+        have -= good;
+      }
+      assert(wrote === end - from, 'a compaction copies every byte it keeps');
+      this.fs.fdatasyncSync(out);
+    } catch (e) {
+      if (out >= 0) try { this.fs.closeSync(out); } catch { /* reporting the first error */ }
+      out = -1;
+      try { this.fs.unlinkSync(to); } catch { /* it may not exist */ }
+      if (e instanceof PerCoreWalError) throw e;
+      throw ioError('compact', e, to, undefined, this.core);
+    } finally {
+      if (out >= 0) this.fs.closeSync(out);
+    }
   }
 
   /** Writes buffered records (without syncing) and closes the file. Idempotent. */
