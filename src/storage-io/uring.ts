@@ -138,9 +138,26 @@ export interface UringStorageIoOptions {
    * still one completion per token. Default true.
    */
   coalesce?: boolean;
-  /** EXPERIMENTAL */
+  /**
+   * How a chain of writes that ends in a datasync goes to the kernel when its writes total
+   * at most `fuseMaxBytes` (a datasync every record or so). Linked, every SQE posts a CQE
+   * and each wakes the event loop, the writes' while the datasync still runs. Fused, the
+   * chain posts one CQE on success:
+   * - `'skip'`: the writes carry `IOSQE_CQE_SKIP_SUCCESS` before the linked datasync
+   *   (Linux >= 5.17; linked elsewhere);
+   * - `'dsync'`: when the chain is a single write SQE and every earlier write of the fd
+   *   has been covered by a datasync, that write alone with `RWF_DSYNC` (the kernel runs
+   *   write and sync as one request); otherwise as `'skip'`;
+   * - `'linked'`: never fused.
+   * `'auto'` (the default) is `'dsync'`. At a datasync every record it measured 1.06-1.10x
+   * the records/s of `'linked'` on a 2-vCPU VM, with 10-15% less CPU per record.
+   */
   datasyncPath?: 'auto' | 'linked' | 'skip' | 'dsync';
-  /** EXPERIMENTAL */
+  /**
+   * The most bytes of writes a chain may carry and still be fused (see `datasyncPath`).
+   * Larger chains stay linked, so that the fd's next writes can start beside their
+   * datasync as soon as their writes complete. Default 8 KiB.
+   */
   fuseMaxBytes?: number;
 }
 
@@ -187,6 +204,10 @@ export interface UringStorageIoInfo {
    * on success (see `datasyncPath`).
    */
   chainsFused: number;
+  /** Of those, chains sent as one `RWF_DSYNC` write. */
+  dsyncWrites: number;
+  /** CQEs taken from the completion ring since creation. */
+  cqes: number;
 }
 
 const KIND_WRITE = 0;
@@ -200,6 +221,12 @@ const FLAG_SKIP = 2;
 const FLAG_DSYNC = 4;
 /** `IORING_FEAT_CQE_SKIP` (Linux >= 5.17). */
 const FEAT_CQE_SKIP = 1 << 11;
+/**
+ * Default `fuseMaxBytes`: a record or two. A fused chain costs the fd the write CQEs that
+ * let the next writes start beside its datasync; at a datasync every 100 records of 100 B
+ * (16 KB chains) fusing measured no better than linked (1.19-1.21x against 1.27x).
+ */
+const FUSE_MAX_BYTES = 8 * 1024;
 /** A chain whose every SQE posts a CQE. */
 const MODE_LINKED = 0;
 /** Writes linked before a datasync, with `IOSQE_CQE_SKIP_SUCCESS`: one CQE, the datasync's, unless one fails. */
@@ -422,6 +449,8 @@ export class UringStorageIo implements StorageIo {
   private shortWriteRetries = 0;
   private cqesOutOfChainOrder = 0;
   private chainsFused = 0;
+  private dsyncWrites = 0;
+  private cqesTaken = 0;
 
   /**
    * Whether io_uring can be used here, with the reason when not: not Linux, the addon
@@ -499,8 +528,8 @@ export class UringStorageIo implements StorageIo {
       throw new PerCoreWalError('INVALID_ARGUMENT', `datasyncPath must be 'auto', 'linked', 'skip' or 'dsync', got ${String(path)}`);
     }
     this.skipOk = (ring.features & FEAT_CQE_SKIP) !== 0;
-    this.syncPath = path === 'linked' ? MODE_LINKED : path === 'dsync' ? MODE_DSYNC : MODE_SKIP;
-    this.fuseMax = intOption(options.fuseMaxBytes, 64 * 1024, 0, MAX_BUFFER_SIZE, 'fuseMaxBytes');
+    this.syncPath = path === 'linked' ? MODE_LINKED : path === 'skip' ? MODE_SKIP : MODE_DSYNC;
+    this.fuseMax = intOption(options.fuseMaxBytes, FUSE_MAX_BYTES, 0, MAX_BUFFER_SIZE, 'fuseMaxBytes');
     for (let i = count - 1; i >= 0; i--) this.freeBufs.push(i);
     for (let i = slots - 1; i >= 0; i--) this.freeSlots.push(i);
     this.desc = new Float64Array(this.depth * STRIDE);
@@ -533,6 +562,8 @@ export class UringStorageIo implements StorageIo {
       shortWriteRetries: this.shortWriteRetries,
       cqesOutOfChainOrder: this.cqesOutOfChainOrder,
       chainsFused: this.chainsFused,
+      dsyncWrites: this.dsyncWrites,
+      cqes: this.cqesTaken,
     };
   }
 
@@ -865,6 +896,7 @@ export class UringStorageIo implements StorageIo {
       st.chainNext = 0;
       this.chainsSubmitted++;
       if (mode !== MODE_LINKED) this.chainsFused++;
+      if (mode === MODE_DSYNC) this.dsyncWrites++;
       for (let i = 0; i < sqes; i++) {
         const op = chain[i]!;
         const ud = this.nextUserData++;
@@ -918,7 +950,7 @@ export class UringStorageIo implements StorageIo {
    *   and was covered by an earlier datasync that started after it completed and
    *   succeeded (one datasync per fd at a time; a failure fails the fd) — `loose` false.
    * Fusing costs the fd the write CQEs that let the next writes start beside a running
-   * datasync (`detachSync`), so it is used only for chains of at most `FUSE_MAX_BYTES`.
+   * datasync (`detachSync`), so it is used only for chains of at most `fuseMaxBytes`.
    */
   private chainMode(st: FdState, chain: Op[]): number {
     const path = this.syncPath;
@@ -989,6 +1021,7 @@ export class UringStorageIo implements StorageIo {
     let n: number;
     do {
       n = this.native.reap(this.h, buf);
+      this.cqesTaken += n;
       for (let i = 0; i < n; i++) {
         const e = this.inflight.get(buf[2 * i]!);
         if (e === undefined) continue;
