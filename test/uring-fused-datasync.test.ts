@@ -242,6 +242,8 @@ describe('UringStorageIo fused datasync chains', { skip }, () => {
           assert.equal(done.get(big), -ENOSPC, 'a write reports its full length or an errno, never a short count');
           assert.equal(done.get(s), -ECANCELED, 'no datasync reports success after a failed write');
           assert.equal(sio.info().chainsFused - before.chainsFused, 2, 'the remainder went fused again');
+          // The first attempt's datasync never ran: the remainder's chain ends in a full one.
+          assert.equal(sio.info().dsyncWrites - before.dsyncWrites, path === 'dsync' ? 1 : 0);
           assert.equal(readFileSync(join(mnt, 'f')).length, 65536);
         } finally {
           sio.close();

@@ -1099,6 +1099,9 @@ export class UringStorageIo implements StorageIo {
       }
     }
     if (retry >= 0) {
+      // The datasync this chain ended in never ran: whatever it was to cover still is
+      // uncovered, so the resubmitted chain must end in a full datasync, not RWF_DSYNC.
+      st.loose = true;
       const again = chain.slice(retry);
       st.queued = st.queued.length > 0 ? again.concat(st.queued) : again;
       this.dirty.add(st);
