@@ -352,6 +352,10 @@ function checkOffset(v: unknown, name: string): number {
  *   beside it, as on `ThreadPoolStorageIo`, once they fill a registered buffer, a
  *   datasync is queued behind them or the caller waits for a completion — but at most
  *   one datasync per fd runs at a time.
+ *   A short chain — a write or two and its datasync, a datasync every record or so —
+ *   goes fused so that it completes with one CQE, one event-loop wake-up: as one
+ *   `RWF_DSYNC` write where that covers everything a datasync would, otherwise with
+ *   `IOSQE_CQE_SKIP_SUCCESS` on its writes (see `datasyncPath`).
  *   Operations that must wait start as the completions they wait for are taken. Like
  *   `ThreadPoolStorageIo`, which starts an fd's next write from the previous one's
  *   callback, a caller appending without yielding gets its flushes batched: after a chain
