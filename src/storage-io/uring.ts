@@ -889,6 +889,10 @@ export class UringStorageIo implements StorageIo {
       }
       if (st.syncChain !== null) this.chainsBesideDatasync++;
       const mode = this.chainMode(st, chain);
+      // RWF_DSYNC syncs its own range only: anything else uncovered would lose SPEC invariant 2.
+      if (mode === MODE_DSYNC && (st.loose || chain.length !== 2 || st.syncChain !== null)) {
+        throw new StorageIoError('IO', 'UringStorageIo invariant: RWF_DSYNC chosen while another write is uncovered or a datasync runs');
+      }
       // What this chain's datasync covers: every write of the fd before it (the link and
       // the chain-start rule). Writes alone leave bytes no datasync has covered yet.
       st.loose = chain[chain.length - 1]!.kind !== KIND_SYNC;
@@ -953,6 +957,8 @@ export class UringStorageIo implements StorageIo {
    *   earlier write of the fd completed before this chain started (the chain-start rule),
    *   and was covered by an earlier datasync that started after it completed and
    *   succeeded (one datasync per fd at a time; a failure fails the fd) — `loose` false.
+   *   A writeback error it meets is reported by that write (-errno), which fails the fd,
+   *   as a failed datasync does: no later datasync on the fd can report success over it.
    * Fusing costs the fd the write CQEs that let the next writes start beside a running
    * datasync (`detachSync`), so it is used only for chains of at most `fuseMaxBytes`.
    */
