@@ -149,8 +149,9 @@ export interface UringStorageIoOptions {
    *   has been covered by a datasync, that write alone with `RWF_DSYNC` (the kernel runs
    *   write and sync as one request); otherwise as `'skip'`;
    * - `'linked'`: never fused.
-   * `'auto'` (the default) is `'dsync'`. At a datasync every record it measured 1.06-1.10x
-   * the records/s of `'linked'` on a 2-vCPU VM, with 10-15% less CPU per record.
+   * `'auto'` (the default) is `'dsync'`. At a datasync every record on a 2-vCPU VM it took
+   * records/s from 0.93-0.96x to 1.08x ThreadPoolStorageIo's (medians), with 9-25% less
+   * CPU per record than `'linked'` (docs/URING.md).
    */
   datasyncPath?: 'auto' | 'linked' | 'skip' | 'dsync';
   /**
