@@ -17,6 +17,7 @@
 #include <uv.h>
 
 #include <errno.h>
+#include <linux/fs.h>
 #include <linux/io_uring.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -33,9 +34,23 @@
 /* A write from a JS-owned buffer (too large for the registered pool): IORING_OP_WRITE. */
 #define OPK_WRITE 2
 #define OPF_LINK 1
+/* IOSQE_CQE_SKIP_SUCCESS: no CQE unless the SQE fails (a write in a chain whose datasync's
+ * success then stands for it), so the event loop is not woken mid-chain. */
+#define OPF_SKIP 2
+/* rw_flags = RWF_DSYNC: the write is durable (for its own range) when it completes. */
+#define OPF_DSYNC 4
 /* Doubles per operation descriptor: kind, slot, buffer (registered index, or index into
  * the `large` array for OPK_WRITE), offset in that buffer, len, fileOffset, userData, flags. */
 #define OP_STRIDE 8
+#ifndef IOSQE_CQE_SKIP_SUCCESS
+#define IOSQE_CQE_SKIP_SUCCESS (1U << 6)
+#endif
+#ifndef IORING_FEAT_CQE_SKIP
+#define IORING_FEAT_CQE_SKIP (1U << 11)
+#endif
+#ifndef RWF_DSYNC
+#define RWF_DSYNC 0x00000002
+#endif
 
 typedef struct ring ring_t;
 
@@ -528,6 +543,8 @@ static napi_value js_submit(napi_env env, napi_callback_info info) {
     sqe->fd = (int)d[1]; /* index into the registered file table */
     sqe->flags = IOSQE_FIXED_FILE;
     if (flags & OPF_LINK) sqe->flags |= IOSQE_IO_LINK;
+    /* JS sets it only where the ring reported IORING_FEAT_CQE_SKIP. */
+    if (flags & OPF_SKIP) sqe->flags |= IOSQE_CQE_SKIP_SUCCESS;
     sqe->user_data = (uint64_t)d[6];
     if (kind == OPK_WRITE) {
       napi_value el;
@@ -544,6 +561,7 @@ static napi_value js_submit(napi_env env, napi_callback_info info) {
       sqe->addr = (uint64_t)(uintptr_t)((char *)data + bo);
       sqe->len = bl;
       sqe->off = (uint64_t)d[5];
+      if (flags & OPF_DSYNC) sqe->rw_flags = RWF_DSYNC;
     } else if (kind == OPK_WRITE_FIXED) {
       sqe->opcode = IORING_OP_WRITE_FIXED;
       uint32_t bi = (uint32_t)d[2], bo = (uint32_t)d[3], bl = (uint32_t)d[4];
@@ -559,6 +577,7 @@ static napi_value js_submit(napi_env env, napi_callback_info info) {
       sqe->len = bl;
       sqe->off = (uint64_t)d[5];
       sqe->buf_index = (uint16_t)bi;
+      if (flags & OPF_DSYNC) sqe->rw_flags = RWF_DSYNC;
     } else {
       sqe->opcode = IORING_OP_FSYNC;
       sqe->fsync_flags = IORING_FSYNC_DATASYNC;
