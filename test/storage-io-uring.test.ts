@@ -10,6 +10,8 @@ import {
 } from '../src/index.js';
 import { settle, storageIoSuite } from './helpers/storage-io-suite.js';
 import { b, tempDir } from './helpers/tmp.js';
+import { withSmallTmpfs } from './helpers/small-tmpfs.js';
+import { drainAll } from './helpers/storage-io-suite.js';
 
 const support = UringStorageIo.isSupported();
 const skip = support.supported ? false : `UringStorageIo unsupported here: ${support.reason}`;
@@ -24,15 +26,7 @@ const ECANCELED = 125;
 const TMPFS_MAGIC = 0x01021994;
 
 /** Waits until every pending operation has completed; returns the completions in hand-out order. */
-async function drain(sio: UringStorageIo): Promise<IoCompletion[]> {
-  const out: IoCompletion[] = [];
-  sio.flush();
-  while (sio.pendingCount() > 0) {
-    await sio.waitForCompletions();
-    sio.pollCompletions(out);
-  }
-  return out;
-}
+const drain = drainAll;
 
 function withIo(options: UringStorageIoOptions = {}): UringStorageIo {
   return UringStorageIo.create(options);
@@ -99,30 +93,6 @@ async function besideAttempts(t: TestContext, options: UringStorageIoOptions, sc
 /** Where `token`'s completion stands in `done`, -1 if absent. */
 const indexIn = (done: IoCompletion[], token: number): number => done.findIndex((c) => c.token === token);
 
-/**
- * Runs `fn` with a directory on a freshly mounted tmpfs of `size` (e.g. '64k'), so that
- * writes run out of space; skips the test where mounting is not allowed (needs root).
- */
-async function withSmallTmpfs(t: TestContext, size: string, fn: (mnt: string) => Promise<void>): Promise<void> {
-  const mnt = join(tempDir(), 'small');
-  execFileSync('mkdir', [mnt]);
-  try {
-    execFileSync('mount', ['-t', 'tmpfs', '-o', `size=${size}`, 'tmpfs', mnt], { stdio: 'ignore' });
-  } catch {
-    t.skip('cannot mount a small tmpfs here (needs root)');
-    return;
-  }
-  try {
-    await fn(mnt);
-  } finally {
-    // The kernel drops a closed ring's file references asynchronously.
-    let unmounted = false;
-    for (let i = 0; i < 50 && !unmounted; i++) {
-      try { execFileSync('umount', [mnt], { stdio: 'ignore' }); unmounted = true; } catch { await sleep(20); }
-    }
-    if (!unmounted) execFileSync('umount', ['-l', mnt]);
-  }
-}
 
 describe('UringStorageIo', { skip }, () => {
   test('isSupported reports support with no reason; info describes the ring', () => {

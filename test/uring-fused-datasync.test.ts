@@ -2,15 +2,16 @@
 // with IOSQE_CQE_SKIP_SUCCESS ('skip'), or one write with RWF_DSYNC standing for
 // [write, datasync] ('dsync'). Real files; the CQE counter shows what the kernel posted.
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
 import { openSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { describe, test, type TestContext } from 'node:test';
+import { describe, test } from 'node:test';
 import {
   CoreWalWriter, PerCoreWalError, PerCoreWalReader, UringStorageIo,
   type IoCompletion, type IoFd,
 } from '../src/index.js';
 import { b, tempDir } from './helpers/tmp.js';
+import { withSmallTmpfs } from './helpers/small-tmpfs.js';
+import { drainAll } from './helpers/storage-io-suite.js';
 
 const support = UringStorageIo.isSupported();
 const skip = support.supported ? false : `UringStorageIo unsupported here: ${support.reason}`;
@@ -19,49 +20,15 @@ const EBADF = 9;
 const ENOSPC = 28;
 const ECANCELED = 125;
 
+/** Results by token. */
 async function drain(sio: UringStorageIo): Promise<Map<number, number>> {
-  const out: IoCompletion[] = [];
-  sio.flush();
-  while (sio.pendingCount() > 0) {
-    await sio.waitForCompletions();
-    sio.pollCompletions(out);
-  }
-  return new Map(out.map((c) => [c.token, c.result]));
+  return new Map((await drainAll(sio)).map((c) => [c.token, c.result]));
 }
 
 /** Completions in hand-out order. */
-async function drainList(sio: UringStorageIo): Promise<IoCompletion[]> {
-  const out: IoCompletion[] = [];
-  sio.flush();
-  while (sio.pendingCount() > 0) {
-    await sio.waitForCompletions();
-    sio.pollCompletions(out);
-  }
-  return out;
-}
+const drainList = drainAll;
 
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
-/** A directory on a fresh tmpfs of `size`, so that writes run out of space; skips without root. */
-async function withSmallTmpfs(t: TestContext, size: string, fn: (mnt: string) => Promise<void>): Promise<void> {
-  const mnt = join(tempDir(), 'small');
-  execFileSync('mkdir', [mnt]);
-  try {
-    execFileSync('mount', ['-t', 'tmpfs', '-o', `size=${size}`, 'tmpfs', mnt], { stdio: 'ignore' });
-  } catch {
-    t.skip('cannot mount a small tmpfs here (needs root)');
-    return;
-  }
-  try {
-    await fn(mnt);
-  } finally {
-    let unmounted = false;
-    for (let i = 0; i < 50 && !unmounted; i++) {
-      try { execFileSync('umount', [mnt], { stdio: 'ignore' }); unmounted = true; } catch { await sleep(20); }
-    }
-    if (!unmounted) execFileSync('umount', ['-l', mnt]);
-  }
-}
 
 /**
  * A datasync alone, completed: it covers every write before it, so the fd has no write

@@ -11,6 +11,17 @@ import { FaultInjectingStorageIo } from '../../src/testing/index.js';
 import { readCore } from './read-core.js';
 import { b, tempDir } from './tmp.js';
 
+/** Flushes, then waits until nothing is pending; returns the completions in hand-out order. */
+export async function drainAll(sio: StorageIo): Promise<IoCompletion[]> {
+  const out: IoCompletion[] = [];
+  sio.flush();
+  while (sio.pendingCount() > 0) {
+    await sio.waitForCompletions();
+    sio.pollCompletions(out);
+  }
+  return out;
+}
+
 export interface StorageIoFactoryOptions {
   /** Operations submitted and not yet polled before QUEUE_FULL. */
   maxQueued?: number;
