@@ -327,6 +327,9 @@ static napi_value init(napi_env env, napi_value exports) {
   };
   napi_define_properties(env, exports, sizeof(props) / sizeof(props[0]), props);
   pool_io_init(env, exports);
+#ifdef __linux__
+  pool_lane_init(env, exports);
+#endif
   return exports;
 }
 

@@ -38,21 +38,23 @@ typedef struct {
   int sync_errno;
 } job_t;
 
-static void execute(napi_env env, void* data) {
-  job_t* j = (job_t*)data;
-  struct iovec* iov = j->iov;
-  int cnt = j->iovcnt;
+// Writes `total` bytes of `iov` at `position` (continuing short writes), then fdatasyncs when
+// `sync` and the write completed. Returns the bytes written; errnos go to *write_errno and
+// *sync_errno (-1: the datasync did not run).
+size_t write_then_sync(int fd, struct iovec* iov, int cnt, int64_t position, size_t total, int sync, int* write_errno, int* sync_errno) {
   size_t done = 0;
-  while (done < j->total) {
-    ssize_t r = pwritev(j->fd, iov, cnt > IOV_MAX ? IOV_MAX : cnt, (off_t)(j->position + (int64_t)done));
+  *write_errno = 0;
+  *sync_errno = -1;
+  while (done < total) {
+    ssize_t r = pwritev(fd, iov, cnt > IOV_MAX ? IOV_MAX : cnt, (off_t)(position + (int64_t)done));
     if (r < 0) {
       if (errno == EINTR) continue;
-      j->write_errno = errno;
-      break;
+      *write_errno = errno;
+      return done;
     }
     if (r == 0) {
-      j->write_errno = EIO;  // no progress with bytes left: as the fs path reports it
-      break;
+      *write_errno = EIO;  // no progress with bytes left: as the fs path reports it
+      return done;
     }
     done += (size_t)r;
     size_t skip = (size_t)r;
@@ -66,16 +68,18 @@ static void execute(napi_env env, void* data) {
       iov->iov_len -= skip;
     }
   }
-  j->written = done;
-  if (j->write_errno != 0) {
-    j->sync_errno = -1;
-    return;
-  }
+  if (!sync) return done;
   int r;
   do {
-    r = fdatasync(j->fd);
+    r = fdatasync(fd);
   } while (r < 0 && errno == EINTR);
-  j->sync_errno = r < 0 ? errno : 0;
+  *sync_errno = r < 0 ? errno : 0;
+  return done;
+}
+
+static void execute(napi_env env, void* data) {
+  job_t* j = (job_t*)data;
+  j->written = write_then_sync(j->fd, j->iov, j->iovcnt, j->position, j->total, 1, &j->write_errno, &j->sync_errno);
 }
 
 static void complete(napi_env env, napi_status status, void* data) {
@@ -94,6 +98,29 @@ static void complete(napi_env env, napi_status status, void* data) {
   free(j);
   napi_value ignored;
   napi_call_function(env, undefined, cb, 3, argv, &ignored);
+}
+
+int iov_from_array(napi_env env, napi_value array, uint32_t n, struct iovec* iov, size_t* total) {
+  size_t sum = 0;
+  for (uint32_t i = 0; i < n; i++) {
+    napi_value el;
+    bool is_ta = false;
+    napi_typedarray_type type;
+    size_t length;
+    void* ptr;
+    napi_value ab;
+    size_t off;
+    if (napi_get_element(env, array, i, &el) != napi_ok || napi_is_typedarray(env, el, &is_ta) != napi_ok || !is_ta ||
+        napi_get_typedarray_info(env, el, &type, &length, &ptr, &ab, &off) != napi_ok || type != napi_uint8_array) {
+      napi_throw_type_error(env, NULL, "corewal: every buffer must be a Uint8Array");
+      return -1;
+    }
+    iov[i].iov_base = ptr;
+    iov[i].iov_len = length;
+    sum += length;
+  }
+  *total = sum;
+  return 0;
 }
 
 static napi_value writev_datasync(napi_env env, napi_callback_info info) {
@@ -120,24 +147,10 @@ static napi_value writev_datasync(napi_env env, napi_callback_info info) {
     return NULL;
   }
   size_t total = 0;
-  for (uint32_t i = 0; i < n; i++) {
-    napi_value el;
-    bool is_ta = false;
-    napi_typedarray_type type;
-    size_t length;
-    void* ptr;
-    napi_value ab;
-    size_t off;
-    if (napi_get_element(env, argv[1], i, &el) != napi_ok || napi_is_typedarray(env, el, &is_ta) != napi_ok || !is_ta ||
-        napi_get_typedarray_info(env, el, &type, &length, &ptr, &ab, &off) != napi_ok || type != napi_uint8_array) {
-      free(j);
-      free(iov);
-      napi_throw_type_error(env, NULL, "writevDatasync: every buffer must be a Uint8Array");
-      return NULL;
-    }
-    iov[i].iov_base = ptr;
-    iov[i].iov_len = length;
-    total += length;
+  if (iov_from_array(env, argv[1], n, iov, &total) != 0) {
+    free(j);
+    free(iov);
+    return NULL;
   }
   j->fd = fd;
   j->position = (int64_t)position;

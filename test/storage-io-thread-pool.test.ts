@@ -11,6 +11,8 @@ import { b, tempDir } from './helpers/tmp.js';
 storageIoSuite('ThreadPoolStorageIo', (o) => new ThreadPoolStorageIo(o));
 // The same contract with a datasync always a pool job of its own (where the addon is not built).
 storageIoSuite('ThreadPoolStorageIo without native jobs', (o) => new ThreadPoolStorageIo({ ...o, nativeJobs: false }));
+// Native jobs, each queued to libuv afresh rather than handed to a lingering lane thread.
+storageIoSuite('ThreadPoolStorageIo without lanes', (o) => new ThreadPoolStorageIo({ ...o, lingerMs: 0 }));
 
 test('a datasync queued behind writes runs in the same native pool job, after them; a real write failure cancels it', async (t) => {
   const sio = new ThreadPoolStorageIo();

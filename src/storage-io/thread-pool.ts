@@ -1,7 +1,7 @@
 import * as nodeFs from 'node:fs';
 import { StorageIoError } from '../errors/errors.js';
 import { assert } from '../util/assert.js';
-import { nativeAddon, type NativeBinding } from '../util/native.js';
+import { nativeAddon, type NativeBinding, type NativeLane } from '../util/native.js';
 import {
   badFd, checkData, checkLimit, checkOffset, checkOsFd, closedError, DEFAULT_MAX_QUEUED, drainCompletions, ECANCELED, EIO, negErrno, queueFull,
   registeredFdSize, ZERO_BLOCK_SIZE, zeroSlice,
@@ -49,6 +49,15 @@ export interface ThreadPoolStorageIoOptions {
    * group commit round instead of two. Default true; false keeps two jobs (Node's fs).
    */
   nativeJobs?: boolean;
+  /**
+   * With the native addon on Linux, each fd's jobs run on a "sticky" libuv pool thread: after
+   * a job it waits up to this long for the fd's next one, which the event loop then hands it
+   * without going through libuv's queue. That queue takes a mutex and a condvar on the event
+   * loop for every job and every completion, and on a busy small machine the event loop
+   * sometimes sleeps on them for milliseconds. At most half the pool's threads wait like this
+   * at once; the others return to libuv at once. Default 2 ms; 0 queues every job afresh.
+   */
+  lingerMs?: number;
 }
 
 const WRITE = 0;
@@ -56,6 +65,11 @@ const ZEROS = 1;
 const SYNC = 2;
 const MAX_IOV = 1024;
 const MAX_FREE_SLABS = 8;
+// What the job on an fd's lane does.
+const LANE_WRITE = 0;
+const LANE_SYNC = 1;
+const LANE_BOTH = 2;
+const NO_BUFFERS: Buffer[] = [];
 const RESOLVED = Promise.resolve();
 
 /** A block submitted data is copied into; reused once every write using it completed. */
@@ -108,11 +122,18 @@ class FdState {
   bRun: Slab | null = null;
   bRunOff = 0;
   readonly onWrite: WriteCallback;
+  // The sticky lane (created on first use), and its job while one runs.
+  lane: NativeLane | null = null;
+  laneBusy = false;
+  laneKind = LANE_WRITE;
+  laneToken = 0;
+  readonly onLane: (writeErrno: number, written: number, syncErrno: number) => void;
 
   constructor(os: number, size: number, owner: ThreadPoolStorageIo) {
     this.os = os;
     this.appendAt = size;
     this.onWrite = (err, n) => owner.writeDone(this, err, n);
+    this.onLane = (werr, written, serr) => owner.laneDone(this, werr, written, serr);
   }
 
   queued(): number { return this.kind.length - this.head; }
@@ -170,6 +191,11 @@ export class ThreadPoolStorageIo implements StorageIo {
   private readonly native: NativeBinding | null;
   /** Write + datasync pool jobs started (for `info()`). */
   private writeDatasyncJobs = 0;
+  /** Lane microseconds to linger; 0 when lanes are off. */
+  private readonly lingerUs: number;
+  private laneJobs = 0;
+  /** Pool jobs queued by lanes already closed. */
+  private laneThreadsClosed = 0;
   private wake: (() => void) | null = null;
   private waitP: Promise<void> | null = null;
   private idleWaiters: (() => void)[] = [];
@@ -183,11 +209,22 @@ export class ThreadPoolStorageIo implements StorageIo {
     this.maxBatch = checkLimit(options.maxBatchBytes ?? 4 << 20, 'maxBatchBytes', 1);
     const addon = (options.nativeJobs ?? true) && this.fs === nodeThreadPoolFs ? nativeAddon().binding : null;
     this.native = addon !== null && typeof addon.writevDatasync === 'function' ? addon : null;
+    const linger = options.lingerMs ?? 2;
+    if (!(typeof linger === 'number' && linger >= 0 && linger <= 1000)) {
+      throw new StorageIoError('IO', `lingerMs must be a number of milliseconds in [0, 1000], got ${String(linger)}`);
+    }
+    this.lingerUs = this.native !== null && typeof this.native.createLane === 'function' ? Math.round(linger * 1000) : 0;
   }
 
-  /** Whether write + datasync jobs run natively, and how many have been started. */
-  info(): { nativeJobs: boolean; writeDatasyncJobs: number } {
-    return { nativeJobs: this.native !== null, writeDatasyncJobs: this.writeDatasyncJobs };
+  /**
+   * Whether write + datasync jobs run natively and how many have been started; whether fds
+   * run on sticky lanes, the jobs those ran, and the pool jobs queued for them (the fewer
+   * per lane job, the more often the event loop handed a job straight to a waiting thread).
+   */
+  info(): { nativeJobs: boolean; writeDatasyncJobs: number; lanes: boolean; laneJobs: number; laneThreads: number } {
+    let threads = this.laneThreadsClosed;
+    for (const f of this.fds) if (f?.lane != null) threads += this.native!.laneStats!(f.lane).threads;
+    return { nativeJobs: this.native !== null, writeDatasyncJobs: this.writeDatasyncJobs, lanes: this.lingerUs > 0, laneJobs: this.laneJobs, laneThreads: threads };
   }
 
   registerFd(fd: number): IoFd {
@@ -411,14 +448,52 @@ export class ThreadPoolStorageIo implements StorageIo {
 
   private startSync(f: FdState, token: number): void {
     f.syncing++;
-    this.fs.fdatasync(f.os, (err) => {
-      f.syncing--;
-      const result = err === null ? 0 : negErrno(err);
-      this.complete(token, result);
-      if (result < 0) this.failFd(f, -result);
-      if (f.deregistered) this.maybeCloseOs(f);
+    const lane = this.freeLane(f);
+    if (lane !== null) {
+      this.submitLane(f, lane, LANE_SYNC, token, NO_BUFFERS);
+      return;
+    }
+    this.fs.fdatasync(f.os, (err) => this.syncDone(f, token, err === null ? 0 : -negErrno(err)));
+  }
+
+  private syncDone(f: FdState, token: number, errno: number): void {
+    f.syncing--;
+    this.complete(token, errno === 0 ? 0 : -errno);
+    if (errno !== 0) this.failFd(f, errno);
+    if (f.deregistered) this.maybeCloseOs(f);
+    this.notify();
+  }
+
+  /** `f`'s lane when lanes are on and it has no job running (creating it on first use). */
+  private freeLane(f: FdState): NativeLane | null {
+    if (this.lingerUs === 0 || f.laneBusy) return null;
+    return f.lane ??= this.native!.createLane!(f.onLane, this.lingerUs);
+  }
+
+  private submitLane(f: FdState, lane: NativeLane, kind: number, token: number, iov: Buffer[]): void {
+    f.laneBusy = true;
+    f.laneKind = kind;
+    f.laneToken = token;
+    this.laneJobs++;
+    this.native!.laneSubmit!(lane, f.os, iov, f.bPos, kind !== LANE_WRITE);
+  }
+
+  /** @internal Callback of the job on `f`'s lane: what it did, then its results. */
+  laneDone(f: FdState, writeErrno: number, written: number, syncErrno: number): void {
+    assert(f.laneBusy, 'a lane reports only the job it was given');
+    f.laneBusy = false;
+    if (f.laneKind === LANE_SYNC) {
+      this.syncDone(f, f.laneToken, syncErrno);
+    } else if (f.laneKind === LANE_BOTH) {
+      this.writeDatasyncDone(f, f.laneToken, writeErrno, written, syncErrno);
+    } else {
+      assert(f.writing && written <= f.bBytes, 'a lane write completes the batch in flight');
+      f.writing = false;
+      f.bDone = written;
+      this.finishBatch(f, writeErrno === 0 && written < f.bBytes ? EIO : writeErrno);
+      this.pump(f);
       this.notify();
-    });
+    }
   }
 
   /** Takes the contiguous writes at the head of `f`'s queue and starts them as one write. */
@@ -465,7 +540,21 @@ export class ThreadPoolStorageIo implements StorageIo {
       return;
     }
     f.writing = true;
-    if (this.native !== null && f.head < f.eligible && f.kind[f.head] === SYNC) {
+    const withSync = f.head < f.eligible && f.kind[f.head] === SYNC;
+    const lane = this.freeLane(f);
+    if (lane !== null) {
+      if (segSlab !== null) iov.push(segSlab.buf.subarray(segStart, segEnd));
+      let token = 0;
+      if (withSync) {
+        token = f.tok[f.head]!;
+        f.head++;
+        f.syncing++;
+        this.writeDatasyncJobs++;
+      }
+      this.submitLane(f, lane, withSync ? LANE_BOTH : LANE_WRITE, token, iov);
+      return;
+    }
+    if (this.native !== null && withSync) {
       if (segSlab !== null) iov.push(segSlab.buf.subarray(segStart, segEnd));
       this.startWriteDatasync(f, iov);
       return;
@@ -623,6 +712,11 @@ export class ThreadPoolStorageIo implements StorageIo {
   private maybeCloseOs(f: FdState): void {
     if (f.closing || f.writing || f.syncing > 0 || f.head < f.kind.length) return;
     f.closing = true;
+    if (f.lane !== null) {
+      this.laneThreadsClosed += this.native!.laneStats!(f.lane).threads;
+      this.native!.laneClose!(f.lane);
+      f.lane = null;
+    }
     // Nothing is left to report a close error to; the writes before it were reported.
     this.fs.close(f.os, () => {});
   }

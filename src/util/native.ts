@@ -6,7 +6,7 @@ import { fileURLToPath } from 'node:url';
 /**
  * The optional native addon `corewal_frames.node` (native/frames.c and native/pool-io.c,
  * built by node-gyp at install): CRC sealing of buffered records, batch CRC verification of
- * records read back, and the thread pool's write-then-fdatasync job. Loaded once, on first use; everything that uses it has a
+ * records read back, and the thread pool's write-then-fdatasync jobs and sticky lanes. Loaded once, on first use; everything that uses it has a
  * TypeScript path for where it was not built. `COREWAL_FRAMES_ADDON` names another build of
  * it, or `off` to do without.
  */
@@ -18,7 +18,15 @@ export interface NativeBinding {
   hardware(): boolean;
   writevDatasync(fd: number, buffers: Uint8Array[], position: number,
     callback: (writeErrno: number, written: number, syncErrno: number) => void): void;
+  /** Sticky pool lanes (native/pool-lane.c, Linux builds only). */
+  createLane?(callback: (writeErrno: number, written: number, syncErrno: number) => void, lingerUs: number): NativeLane;
+  laneSubmit?(lane: NativeLane, fd: number, buffers: Uint8Array[], position: number, sync: boolean): void;
+  laneClose?(lane: NativeLane): void;
+  laneStats?(lane: NativeLane): { jobs: number; threads: number; wakes: number };
 }
+
+/** An opaque handle to a native lane. */
+export type NativeLane = { readonly __lane: unique symbol };
 
 const ADDON = 'corewal_frames.node';
 let loaded: { binding: NativeBinding | null; reason: string | null } | null = null;

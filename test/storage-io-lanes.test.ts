@@ -1,0 +1,189 @@
+// ThreadPoolStorageIo's sticky lanes (native/pool-lane.c): each fd's jobs go to a libuv pool
+// thread that lingers for the next one, handed over without libuv's queue locks. The
+// StorageIo contract with lanes on (the default) and off is storage-io-thread-pool.test.ts;
+// this file is what only lanes do: reuse a thread, give it back, and leave nothing behind.
+import assert from 'node:assert/strict';
+import { execFileSync, spawnSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import { constants } from 'node:os';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import { ThreadPoolStorageIo } from '../src/index.js';
+import { waitForTokens } from './helpers/storage-io-suite.js';
+import { b, tempDir } from './helpers/tmp.js';
+
+const dir = tempDir();
+const lanesHere = (() => {
+  const sio = new ThreadPoolStorageIo();
+  try { return sio.info().lanes; } finally { sio.close(); }
+})();
+const skip = lanesHere ? false : 'lanes need the native addon on Linux';
+const index = fileURLToPath(new URL('../src/index.js', import.meta.url));
+
+test('consecutive rounds on an fd are handed to the lingering thread, not queued to libuv each time', { skip }, async () => {
+  const sio = new ThreadPoolStorageIo({ lingerMs: 200 });
+  const p = join(dir, 'rounds.bin');
+  const fd = sio.registerFd(fs.openSync(p, 'w+'));
+  const rounds = 200;
+  for (let i = 0; i < rounds; i++) {
+    const w = sio.submitAppend(fd, b(`r${String(i).padStart(4, '0')};`));
+    const s = sio.submitDatasync(fd);
+    const done = await waitForTokens(sio, [w, s]);
+    assert.deepEqual(done.map((c) => c.result).sort((x, y) => x - y), [0, 6]);
+  }
+  const info = sio.info();
+  assert.equal(info.laneJobs, rounds, 'every round ran on the lane');
+  // A lane that gave its thread back after every job would need one pool job per round.
+  assert.ok(info.laneThreads <= rounds / 10, `${info.laneThreads} pool jobs for ${rounds} rounds`);
+  await sio.whenIdle();
+  sio.close();
+  const expected = Array.from({ length: rounds }, (_, i) => `r${String(i).padStart(4, '0')};`).join('');
+  assert.equal(fs.readFileSync(p, 'utf8'), expected);
+});
+
+test('a lane gives its thread back after lingerMs idle, and takes a new one for the next job', { skip }, async () => {
+  const sio = new ThreadPoolStorageIo({ lingerMs: 1 });
+  const fd = sio.registerFd(fs.openSync(join(dir, 'idle.bin'), 'w+'));
+  for (let i = 0; i < 3; i++) {
+    await waitForTokens(sio, [sio.submitAppend(fd, b('x')), sio.submitDatasync(fd)]);
+    await new Promise((r) => setTimeout(r, 30));
+  }
+  const info = sio.info();
+  sio.close();
+  assert.equal(info.laneJobs, 3);
+  assert.equal(info.laneThreads, 3, 'each round after a 30 ms pause found no thread waiting');
+});
+
+test('lingerMs 0 turns lanes off; a bad lingerMs is refused', async () => {
+  const sio = new ThreadPoolStorageIo({ lingerMs: 0 });
+  const fd = sio.registerFd(fs.openSync(join(dir, 'off.bin'), 'w+'));
+  await waitForTokens(sio, [sio.submitAppend(fd, b('abc')), sio.submitDatasync(fd)]);
+  assert.equal(sio.info().lanes, false);
+  assert.equal(sio.info().laneJobs, 0);
+  sio.close();
+  for (const bad of [-1, 1001, Number.NaN, '2' as unknown as number]) {
+    assert.throws(() => new ThreadPoolStorageIo({ lingerMs: bad }), /lingerMs/);
+  }
+});
+
+test('a lane runs write-only and datasync-only jobs, and reports their errnos', { skip }, async () => {
+  const sio = new ThreadPoolStorageIo();
+  const p = join(dir, 'kinds.bin');
+  const fd = sio.registerFd(fs.openSync(p, 'w+'));
+  const [w] = await waitForTokens(sio, [sio.submitAppend(fd, b('alone'))]);
+  assert.equal(w!.result, 5);
+  const [s] = await waitForTokens(sio, [sio.submitDatasync(fd)]);
+  assert.equal(s!.result, 0);
+  assert.equal(sio.info().laneJobs, 2, 'a write with nothing behind it, then a datasync alone');
+  // A write at 32 TiB fails in the kernel (EFBIG on ext4, 16 TiB files at most).
+  const far = sio.submitWrite(fd, b('far'), 2 ** 45);
+  const after = sio.submitAppend(fd, b('after'));
+  const res = new Map((await waitForTokens(sio, [far, after])).map((c) => [c.token, c.result]));
+  sio.close();
+  assert.equal(fs.readFileSync(p, 'utf8'), 'alone');
+  if (res.get(far)! >= 0) return;  // a filesystem that takes it: nothing more to see
+  assert.equal(res.get(far), -constants.errno.EFBIG);
+  assert.equal(res.get(after), -constants.errno.ECANCELED);
+});
+
+test('a datasync that fails on a lane is reported with its errno and cancels what follows', { skip }, async () => {
+  // fdatasync on a FIFO fails with EINVAL: a real kernel error, not an injected one.
+  const fifo = join(dir, 'fifo');
+  execFileSync('mkfifo', [fifo]);
+  const sio = new ThreadPoolStorageIo();
+  const fd = sio.registerFd(fs.openSync(fifo, fs.constants.O_RDWR));
+  const [s] = await waitForTokens(sio, [sio.submitDatasync(fd)]);
+  const [next] = await waitForTokens(sio, [sio.submitDatasync(fd)]);
+  const laneJobs = sio.info().laneJobs;
+  sio.close();
+  assert.equal(laneJobs, 1);
+  assert.equal(s!.result, -constants.errno.EINVAL);
+  assert.equal(next!.result, -constants.errno.ECANCELED, 'nothing runs on the fd after a failure');
+});
+
+test('work that overlaps a lane\'s job runs the ordinary way, in order', { skip }, async () => {
+  const sio = new ThreadPoolStorageIo();
+  const p = join(dir, 'overlap.bin');
+  const fd = sio.registerFd(fs.openSync(p, 'w+'));
+  const tokens: number[] = [];
+  // A datasync alone takes the lane; the writes after it may run meanwhile, on the pool.
+  for (let i = 0; i < 50; i++) {
+    tokens.push(sio.submitDatasync(fd));
+    sio.flush();
+    tokens.push(sio.submitAppend(fd, b(`${i};`)));
+    sio.flush();
+  }
+  tokens.push(sio.submitDatasync(fd));
+  const done = await waitForTokens(sio, tokens);
+  assert.ok(done.every((c) => c.result >= 0), JSON.stringify(done.filter((c) => c.result < 0)));
+  const laneJobs = sio.info().laneJobs;
+  sio.close();
+  assert.ok(laneJobs > 0 && laneJobs < tokens.length, `${laneJobs} of ${tokens.length} operations on the lane`);
+  assert.equal(fs.readFileSync(p, 'utf8'), Array.from({ length: 50 }, (_, i) => `${i};`).join(''));
+});
+
+/** Runs `code` (an ES module importing corewal as `index`) in a fresh node; its exit code and output. */
+function child(code: string): { status: number | null; signal: string | null; out: string; ms: number } {
+  const t = performance.now();
+  const r = spawnSync(process.execPath, ['--input-type=module', '-e', `import * as cw from ${JSON.stringify(index)};\n${code}`], {
+    encoding: 'utf8', timeout: 30_000,
+  });
+  return { status: r.status, signal: r.signal, out: `${r.stdout}${r.stderr}`, ms: performance.now() - t };
+}
+
+test('an idle lane does not keep the process alive, closed or not', { skip }, () => {
+  const file = join(dir, 'alive.bin');
+  const r = child(`
+    import * as fs from 'node:fs';
+    const sio = new cw.ThreadPoolStorageIo({ lingerMs: 1000 });
+    const fd = sio.registerFd(fs.openSync(${JSON.stringify(file)}, 'w+'));
+    sio.submitAppend(fd, Buffer.from('kept'));
+    sio.submitDatasync(fd);
+    sio.flush();
+    const out = [];
+    while (out.length < 2) { await sio.waitForCompletions(); sio.pollCompletions(out); }
+    console.log('done', sio.info().laneJobs);
+    // Not closed: the lane's thread lingers up to 1 s, then the process ends by itself.
+  `);
+  assert.equal(r.status, 0, r.out);
+  assert.match(r.out, /done 1/);
+  assert.ok(r.ms < 10_000, `exited after ${r.ms} ms`);
+  assert.equal(fs.readFileSync(file, 'utf8'), 'kept');
+});
+
+test('a worker thread that is terminated while its lanes run jobs exits cleanly', { skip }, () => {
+  const file = join(dir, 'worker.bin');
+  const script = join(dir, 'lane-worker.mjs');
+  fs.writeFileSync(script, `
+    import * as fs from 'node:fs';
+    import { parentPort } from 'node:worker_threads';
+    import * as cw from ${JSON.stringify(index)};
+    const sio = new cw.ThreadPoolStorageIo({ lingerMs: 500 });
+    const fd = sio.registerFd(fs.openSync(${JSON.stringify(file)}, 'w+'));
+    const out = [];
+    for (let i = 0; ; i++) {
+      sio.submitAppend(fd, Buffer.alloc(4096, i));
+      sio.submitDatasync(fd);
+      sio.flush();
+      out.length = 0;
+      while (out.length < 2) { await sio.waitForCompletions(); sio.pollCompletions(out); }
+      if (i === 20) parentPort.postMessage('running');
+    }
+  `);
+  // Node aborts a worker whose event loop still has an open handle at teardown: the lane's
+  // async handle must be closed then (by its cleanup hook, or its finalizer), whether its
+  // thread is mid-job or lingering.
+  const r = child(`
+    import { Worker } from 'node:worker_threads';
+    for (let round = 0; round < 5; round++) {
+      const w = new Worker(${JSON.stringify(script)}, { execArgv: [] });
+      await new Promise((res, rej) => { w.once('message', res); w.once('error', rej); });
+      await w.terminate();
+    }
+    console.log('survived');
+  `);
+  assert.equal(r.signal, null, r.out);
+  assert.equal(r.status, 0, r.out);
+  assert.match(r.out, /survived/);
+});
