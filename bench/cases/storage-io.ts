@@ -138,10 +138,11 @@ async function rawFdatasyncUs(dir: string, smoke: boolean): Promise<{ p50: numbe
 }
 
 /**
- * This thread's time spent runnable but not running (preempted), in ns, from
- * /proc/thread-self/schedstat (its second field); null where there is no such file.
+ * This thread's time on the CPU and time spent runnable but not running (preempted), in
+ * ns, from /proc/thread-self/schedstat (its first two fields), into `out`; null where
+ * there is no such file. What is neither, the thread spent asleep (on a lock, say).
  */
-function preemptedNsReader(): (() => number) | null {
+function schedstatReader(): ((out: Float64Array) => void) | null {
   let fd: number;
   try {
     fd = fs.openSync('/proc/thread-self/schedstat', 'r');
@@ -149,13 +150,15 @@ function preemptedNsReader(): (() => number) | null {
     return null;
   }
   const buf = Buffer.alloc(96);
-  return () => {
+  return (out) => {
     const n = fs.readSync(fd, buf, 0, buf.length, 0);
     let i = 0;
-    while (i < n && buf[i] !== 32) i++;
-    let v = 0;
-    for (i++; i < n && buf[i]! >= 48 && buf[i]! <= 57; i++) v = v * 10 + (buf[i]! - 48);
-    return v;
+    for (let field = 0; field < 2; field++) {
+      let v = 0;
+      for (; i < n && buf[i]! >= 48 && buf[i]! <= 57; i++) v = v * 10 + (buf[i]! - 48);
+      out[field] = v;
+      i++;
+    }
   };
 }
 
@@ -175,13 +178,16 @@ function preemptedNsReader(): (() => number) | null {
  * from a collection of what the whole process allocated.
  */
 function instrumentLibrary(): {
-  longest: () => number; longestOwn: () => number | null; longestOutsideGc: () => Promise<number>; p999: () => number;
-  reset: () => void; restore: () => void;
+  longest: () => number; longestOwn: () => number | null; longestAsleep: () => number | null; longestOutsideGc: () => Promise<number>;
+  p999: () => number; reset: () => void; restore: () => void;
 } {
   let longest = 0;
   let longestOwn = 0;
+  let longestAsleep = 0;
   let depth = 0;
-  const preempted = preemptedNsReader();
+  const sched = schedstatReader();
+  const s0 = new Float64Array(2);
+  const s1 = new Float64Array(2);
   let h = createHistogram();
   const restores: (() => void)[] = [];
   // Calls over SLOW ms, kept to be matched against V8's GC pauses afterwards (the GC
@@ -197,7 +203,7 @@ function instrumentLibrary(): {
   restores.push(() => gcObserver.disconnect());
   const targets: [object, string[]][] = [
     [GroupCommitLog.prototype, ['put', 'tick', 'onCompletions']],
-    [ThreadPoolStorageIo.prototype, ['writeDone', 'flush', 'pollCompletions']],
+    [ThreadPoolStorageIo.prototype, ['writeDone', 'writeDatasyncDone', 'laneDone', 'flush', 'pollCompletions']],
   ];
   for (const [proto, names] of targets) {
     const o = proto as Record<string, (...a: unknown[]) => unknown>;
@@ -206,7 +212,7 @@ function instrumentLibrary(): {
       o[name] = function timed(this: unknown, ...args: unknown[]): unknown {
         // Only the outermost call is timed (put may flush, for instance).
         const outer = depth++ === 0;
-        const p0 = outer && preempted !== null ? preempted() : 0;
+        if (outer && sched !== null) sched(s0);
         const t = performance.now();
         try {
           return orig.apply(this, args);
@@ -215,7 +221,13 @@ function instrumentLibrary(): {
           if (outer) {
             const d = performance.now() - t;
             if (d > longest) longest = d;
-            const own = preempted !== null ? d - (preempted() - p0) / 1e6 : d;
+            let own = d;
+            if (sched !== null) {
+              sched(s1);
+              own = d - (s1[1]! - s0[1]!) / 1e6;
+              const asleep = own - (s1[0]! - s0[0]!) / 1e6;
+              if (asleep > longestAsleep) longestAsleep = asleep;
+            }
             if (own > longestOwn) longestOwn = own;
             if (d > SLOW) slow.push([t, t + d, own]);
             else if (own > fastOwn) fastOwn = own;
@@ -228,7 +240,8 @@ function instrumentLibrary(): {
   }
   return {
     longest: () => longest,
-    longestOwn: () => preempted !== null ? longestOwn : null,
+    longestOwn: () => sched !== null ? longestOwn : null,
+    longestAsleep: () => sched !== null ? longestAsleep : null,
     longestOutsideGc: async () => {
       // GC entries arrive after the pause, from a later turn.
       await new Promise((r) => setTimeout(r, 20));
@@ -239,12 +252,19 @@ function instrumentLibrary(): {
       return m;
     },
     p999: () => h.percentile(99.9) / 1e6,
-    reset: () => { longest = 0; longestOwn = 0; fastOwn = 0; slow = []; gcs.length = 0; h = createHistogram(); },
+    reset: () => { longest = 0; longestOwn = 0; longestAsleep = 0; fastOwn = 0; slow = []; gcs.length = 0; h = createHistogram(); },
     restore: () => { for (const r of restores) r(); },
   };
 }
 
-async function groupCommitCase(ctx: BenchContext, p: number): Promise<Metric[]> {
+/** The log on its own ThreadPoolStorageIo with `lingerMs` (default: the log's own backend). */
+function openLog(path: string, lingerMs: number | undefined): { log: GroupCommitLog; close: () => Promise<void> } {
+  const sio = lingerMs === undefined ? undefined : new ThreadPoolStorageIo({ lingerMs });
+  const log = GroupCommitLog.open(path, sio === undefined ? {} : { storageIo: sio });
+  return { log, close: async () => { await log.close(); sio?.close(); } };
+}
+
+async function groupCommitCase(ctx: BenchContext, p: number, lingerMs?: number): Promise<Metric[]> {
   const value = Buffer.alloc(100, 7);
   const rec = Buffer.alloc(recordLen(100), 7);
   const rounds = ctx.smoke ? 1 : 2;
@@ -259,7 +279,7 @@ async function groupCommitCase(ctx: BenchContext, p: number): Promise<Metric[]> 
   for (let r = 0; r < rounds; r++) {
     // Latency buffers exist before the event-loop monitor starts: allocating them is no stall of the library's.
     const lat = new Float64Array(ctx.smoke ? 65536 : 4_000_000);
-    const log = GroupCommitLog.open(join(ctx.dir, `gc-${r}.log`));
+    const { log, close } = openLog(join(ctx.dir, `gc-${r}.log`), lingerMs);
     const h = monitorEventLoopDelay({ resolution: 1 });
     h.enable();
     ours.push(await producers(p, slice, lat, () => log.put(KEY, value)));
@@ -267,7 +287,7 @@ async function groupCommitCase(ctx: BenchContext, p: number): Promise<Metric[]> 
     stalls.push(h.max / 1e6);
     stallP99.push(h.percentile(99) / 1e6);
     groups += log.stats().groups;
-    await log.close();
+    await close();
 
     const rawLat = new Float64Array(lat.length);
     const fd = fs.openSync(join(ctx.dir, `raw-${r}.log`), 'w+');
@@ -288,18 +308,20 @@ async function groupCommitCase(ctx: BenchContext, p: number): Promise<Metric[]> 
   const probe = instrumentLibrary();
   let longestCall: number;
   let longestOwn: number | null;
+  let longestAsleep: number | null;
   let outsideGc: number;
   let callP999: number;
   try {
-    const log = GroupCommitLog.open(join(ctx.dir, 'gc-probe.log'));
+    const { log, close } = openLog(join(ctx.dir, 'gc-probe.log'), lingerMs);
     // Steady state only: the timing wrappers are new code, and while V8 compiles them its
     // compiler threads take the event loop's CPU (seen with perf sched as >1 ms preemptions).
     await producers(p, ctx.smoke ? 0.01 : 0.5, new Float64Array(1024), () => log.put(KEY, value));
     probe.reset();
     await producers(p, slice / 2, new Float64Array(1024), () => log.put(KEY, value));
-    await log.close();
+    await close();
     longestCall = probe.longest();
     longestOwn = probe.longestOwn();
+    longestAsleep = probe.longestAsleep();
     outsideGc = await probe.longestOutsideGc();
     callP999 = probe.p999();
   } finally {
@@ -326,6 +348,9 @@ async function groupCommitCase(ctx: BenchContext, p: number): Promise<Metric[]> 
     { name: 'longest library call on the event loop', value: longestCall, unit: 'ms' },
     // The same, less the time the thread was preempted during the call (Linux schedstat).
     ...(longestOwn !== null ? [{ name: 'longest library call, less time preempted', value: longestOwn, unit: 'ms' }] : []),
+    // Of which the thread was asleep, neither running nor runnable: waiting on a lock (the
+    // trouble libuv's work queue caused before ThreadPoolStorageIo's lanes) or in a syscall.
+    ...(longestAsleep !== null ? [{ name: 'longest time asleep inside one library call', value: longestAsleep, unit: 'ms' }] : []),
     // And of the calls no V8 GC pause fell into (a pause stops the whole isolate, whoever
     // allocated last; the figures above count it against the call it landed in).
     { name: 'longest library call outside GC pauses, less time preempted', value: outsideGc, unit: 'ms' },
@@ -441,6 +466,12 @@ export const cases: BenchCase[] = [
     name: `group commit, ${p} producer${p === 1 ? '' : 's'}, 100 B, ThreadPoolStorageIo`,
     run: (ctx) => groupCommitCase(ctx, p),
   })),
+  // The same with lanes off: every round queued to libuv's work queue (for the event-loop figures).
+  {
+    group: 'storage-io',
+    name: 'group commit, 1 producer, 100 B, ThreadPoolStorageIo without lanes (lingerMs 0)',
+    run: (ctx) => groupCommitCase(ctx, 1, 0),
+  },
   ...(['sync', 'thread-pool'] as const).flatMap((backend) => [100, 4096].flatMap((valueLen) => [1, 100, 1000].map((k): BenchCase => ({
     group: 'storage-io',
     name: `${backend === 'sync' ? 'SyncStorageIo' : 'ThreadPoolStorageIo'}, ${valueLen === 100 ? '100 B' : '4 KiB'}, datasync every ${k}`,

@@ -65,11 +65,28 @@ const ZEROS = 1;
 const SYNC = 2;
 const MAX_IOV = 1024;
 const MAX_FREE_SLABS = 8;
-// What the job on an fd's lane does.
+// What the job on a lane does.
 const LANE_WRITE = 0;
 const LANE_SYNC = 1;
 const LANE_BOTH = 2;
 const NO_BUFFERS: Buffer[] = [];
+/**
+ * Lanes per fd: a write and a datasync may run at once on one fd (the writes submitted
+ * after a datasync), and a group commit with several datasyncs in flight overlaps more.
+ * Work beyond that goes to libuv's queue the ordinary way.
+ */
+const LANES_PER_FD = 4;
+
+/** One of an fd's lanes and the job it runs. */
+class Lane {
+  readonly handle: NativeLane;
+  busy = false;
+  kind = LANE_WRITE;
+  token = 0;
+  constructor(native: NativeBinding, f: FdState, owner: ThreadPoolStorageIo, lingerUs: number) {
+    this.handle = native.createLane!((werr, written, serr) => owner.laneDone(f, this, werr, written, serr), lingerUs);
+  }
+}
 const RESOLVED = Promise.resolve();
 
 /** A block submitted data is copied into; reused once every write using it completed. */
@@ -122,18 +139,13 @@ class FdState {
   bRun: Slab | null = null;
   bRunOff = 0;
   readonly onWrite: WriteCallback;
-  // The sticky lane (created on first use), and its job while one runs.
-  lane: NativeLane | null = null;
-  laneBusy = false;
-  laneKind = LANE_WRITE;
-  laneToken = 0;
-  readonly onLane: (writeErrno: number, written: number, syncErrno: number) => void;
+  /** Sticky lanes, created as work on the fd first needs them. */
+  readonly lanes: Lane[] = [];
 
   constructor(os: number, size: number, owner: ThreadPoolStorageIo) {
     this.os = os;
     this.appendAt = size;
     this.onWrite = (err, n) => owner.writeDone(this, err, n);
-    this.onLane = (werr, written, serr) => owner.laneDone(this, werr, written, serr);
   }
 
   queued(): number { return this.kind.length - this.head; }
@@ -223,7 +235,7 @@ export class ThreadPoolStorageIo implements StorageIo {
    */
   info(): { nativeJobs: boolean; writeDatasyncJobs: number; lanes: boolean; laneJobs: number; laneThreads: number } {
     let threads = this.laneThreadsClosed;
-    for (const f of this.fds) if (f?.lane != null) threads += this.native!.laneStats!(f.lane).threads;
+    for (const f of this.fds) for (const l of f?.lanes ?? []) threads += this.native!.laneStats!(l.handle).threads;
     return { nativeJobs: this.native !== null, writeDatasyncJobs: this.writeDatasyncJobs, lanes: this.lingerUs > 0, laneJobs: this.laneJobs, laneThreads: threads };
   }
 
@@ -464,28 +476,33 @@ export class ThreadPoolStorageIo implements StorageIo {
     this.notify();
   }
 
-  /** `f`'s lane when lanes are on and it has no job running (creating it on first use). */
-  private freeLane(f: FdState): NativeLane | null {
-    if (this.lingerUs === 0 || f.laneBusy) return null;
-    return f.lane ??= this.native!.createLane!(f.onLane, this.lingerUs);
+  /** One of `f`'s lanes with no job running (created if there are fewer than LANES_PER_FD); null when lanes are off. */
+  private freeLane(f: FdState): Lane | null {
+    if (this.lingerUs === 0) return null;
+    const lanes = f.lanes;
+    for (let i = 0; i < lanes.length; i++) if (!lanes[i]!.busy) return lanes[i]!;
+    if (lanes.length >= LANES_PER_FD) return null;
+    const lane = new Lane(this.native!, f, this, this.lingerUs);
+    lanes.push(lane);
+    return lane;
   }
 
-  private submitLane(f: FdState, lane: NativeLane, kind: number, token: number, iov: Buffer[]): void {
-    f.laneBusy = true;
-    f.laneKind = kind;
-    f.laneToken = token;
+  private submitLane(f: FdState, lane: Lane, kind: number, token: number, iov: Buffer[]): void {
+    lane.busy = true;
+    lane.kind = kind;
+    lane.token = token;
     this.laneJobs++;
-    this.native!.laneSubmit!(lane, f.os, iov, f.bPos, kind !== LANE_WRITE);
+    this.native!.laneSubmit!(lane.handle, f.os, iov, f.bPos, kind !== LANE_WRITE);
   }
 
-  /** @internal Callback of the job on `f`'s lane: what it did, then its results. */
-  laneDone(f: FdState, writeErrno: number, written: number, syncErrno: number): void {
-    assert(f.laneBusy, 'a lane reports only the job it was given');
-    f.laneBusy = false;
-    if (f.laneKind === LANE_SYNC) {
-      this.syncDone(f, f.laneToken, syncErrno);
-    } else if (f.laneKind === LANE_BOTH) {
-      this.writeDatasyncDone(f, f.laneToken, writeErrno, written, syncErrno);
+  /** @internal Callback of the job on one of `f`'s lanes: what it did, then its results. */
+  laneDone(f: FdState, lane: Lane, writeErrno: number, written: number, syncErrno: number): void {
+    assert(lane.busy, 'a lane reports only the job it was given');
+    lane.busy = false;
+    if (lane.kind === LANE_SYNC) {
+      this.syncDone(f, lane.token, syncErrno);
+    } else if (lane.kind === LANE_BOTH) {
+      this.writeDatasyncDone(f, lane.token, writeErrno, written, syncErrno);
     } else {
       assert(f.writing && written <= f.bBytes, 'a lane write completes the batch in flight');
       f.writing = false;
@@ -712,11 +729,11 @@ export class ThreadPoolStorageIo implements StorageIo {
   private maybeCloseOs(f: FdState): void {
     if (f.closing || f.writing || f.syncing > 0 || f.head < f.kind.length) return;
     f.closing = true;
-    if (f.lane !== null) {
-      this.laneThreadsClosed += this.native!.laneStats!(f.lane).threads;
-      this.native!.laneClose!(f.lane);
-      f.lane = null;
+    for (const l of f.lanes) {
+      this.laneThreadsClosed += this.native!.laneStats!(l.handle).threads;
+      this.native!.laneClose!(l.handle);
     }
+    f.lanes.length = 0;
     // Nothing is left to report a close error to; the writes before it were reported.
     this.fs.close(f.os, () => {});
   }
