@@ -39,6 +39,7 @@
 #include <stdlib.h>
 #include <sys/syscall.h>
 #include <time.h>
+#include <pthread.h>
 #include <sched.h>
 #include <unistd.h>
 
@@ -68,6 +69,9 @@ typedef struct lane {
   int write_errno;
   int sync_errno;
   _Atomic int has_result;
+  // laneStress: results are counted here instead of signalled, threads are plain pthreads.
+  bool stress;
+  _Atomic uint32_t stress_results;
   // Loop thread only.
   uv_async_t async;
   napi_env env;
@@ -111,6 +115,19 @@ static bool cas(_Atomic uint32_t* word, uint32_t from, uint32_t to) {
   return atomic_compare_exchange_strong(word, &from, to);
 }
 
+// laneStress only: a random pause of up to a few microseconds between two steps of the
+// thread's side, so that the loop's hand-overs land inside the windows between them.
+static void widen(lane_t* l) {
+  if (!l->stress) return;
+  static __thread uint64_t x = 88172645463325252ull;
+  x ^= x << 13;
+  x ^= x >> 7;
+  x ^= x << 17;
+  uint64_t until = now_us() + (x & 3);
+  if (x & 4) sched_yield();
+  while (now_us() < until) {}
+}
+
 // Parks the thread until the loop hands it a job (true) or it gave itself back (false).
 static bool park(lane_t* l) {
   bool may_linger = l->linger_us > 0 && !atomic_load(&l->closing);
@@ -121,18 +138,23 @@ static bool park(lane_t* l) {
     }
   }
   if (!may_linger) {
+    widen(l);
     atomic_store(&l->state, NONE);
+    widen(l);
     // A job that slipped in after the slot was last looked at: run it if the loop has not
     // already queued a new thread for it (it has, if it saw NONE first).
     return atomic_load(&l->has_job) && cas(&l->state, NONE, RUNNING);
   }
   bool handed = true;
+  widen(l);
   atomic_store(&l->state, PARKED);
+  widen(l);
   if (!atomic_load(&l->has_job)) {
     uint64_t deadline = now_us() + l->linger_us;
     for (;;) {
       uint64_t t = now_us();
       if (t >= deadline || atomic_load(&l->closing)) {
+        widen(l);
         if (cas(&l->state, PARKED, NONE)) handed = false;
         break;  // else the loop moved it to RUNNING just now: a job is in the slot
       }
@@ -148,8 +170,7 @@ static bool park(lane_t* l) {
   return handed;
 }
 
-static void lane_thread(napi_env env, void* data) {
-  lane_t* l = ((run_t*)data)->lane;
+static void lane_run(lane_t* l) {
   for (;;) {
     if (atomic_exchange(&l->has_job, 0)) {
       int werr, serr;
@@ -158,13 +179,25 @@ static void lane_thread(napi_env env, void* data) {
       l->sync_errno = serr;
       atomic_store(&l->has_result, 1);
       atomic_fetch_add(&l->signalling, 1);
-      if (!atomic_load(&l->closing)) uv_async_send(&l->async);
+      if (l->stress) {
+        atomic_fetch_add(&l->stress_results, 1);
+        futex(&l->stress_results, FUTEX_WAKE_PRIVATE, 1, NULL);
+      } else if (!atomic_load(&l->closing)) {
+        uv_async_send(&l->async);
+      }
       atomic_fetch_sub(&l->signalling, 1);
       continue;
     }
     if (!park(l)) break;
   }
   lane_unref(l);
+}
+
+static void lane_thread(napi_env env, void* data) { lane_run(((run_t*)data)->lane); }
+
+static void* stress_thread(void* arg) {
+  lane_run((lane_t*)arg);
+  return NULL;
 }
 
 static void run_done(napi_env env, napi_status status, void* data) {
@@ -175,6 +208,17 @@ static void run_done(napi_env env, napi_status status, void* data) {
 
 // Loop thread: a new pool thread for the lane (the lane's state was moved NONE -> RUNNING).
 static bool start_thread(lane_t* l) {
+  if (l->stress) {
+    pthread_t t;
+    atomic_fetch_add(&l->refs, 1);
+    if (pthread_create(&t, NULL, stress_thread, l) != 0) {
+      atomic_fetch_sub(&l->refs, 1);
+      return false;
+    }
+    pthread_detach(t);
+    l->threads++;
+    return true;
+  }
   run_t* r = (run_t*)calloc(1, sizeof(run_t));
   if (r == NULL) return false;
   r->lane = l;
@@ -406,6 +450,86 @@ static napi_value lane_stats(napi_env env, napi_callback_info info) {
   return o;
 }
 
+// laneStress(handOvers, lingerUs, maxPauseUs, seed) -> { handOvers, threads, wakes, lost }:
+// the lane's hand-over protocol without I/O, the calling thread as the event loop and plain
+// threads as the pool's, with random pauses between a result and the next job so that hand-
+// overs land on every step of a thread's give-back. A job that no thread ever runs is lost
+// (counted after a second's wait); a correct lane loses none. For tests.
+static napi_value lane_stress(napi_env env, napi_callback_info info) {
+  size_t argc = 4;
+  napi_value argv[4];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  double n = 0, linger = 0, pause = 0, seed = 0;
+  if (argc < 4 || napi_get_value_double(env, argv[0], &n) != napi_ok || napi_get_value_double(env, argv[1], &linger) != napi_ok ||
+      napi_get_value_double(env, argv[2], &pause) != napi_ok || napi_get_value_double(env, argv[3], &seed) != napi_ok || !(n >= 0) ||
+      !(linger >= 0 && linger <= 1e6) || !(pause >= 0 && pause <= 1e6)) {
+    napi_throw_type_error(env, NULL, "laneStress(handOvers, lingerUs, maxPauseUs, seed)");
+    return NULL;
+  }
+  lane_t* l = (lane_t*)calloc(1, sizeof(lane_t));
+  if (l == NULL) {
+    napi_throw_error(env, NULL, "laneStress: out of memory");
+    return NULL;
+  }
+  atomic_init(&l->refs, 1);
+  l->stress = true;
+  l->linger_us = (uint32_t)linger;
+  uint64_t x = (uint64_t)seed * 2654435761u + 1;
+  double lost = 0;
+  uint32_t done = 0;
+  for (double i = 0; i < n; i++) {
+    atomic_store(&l->has_job, 1);
+    if (!kick(l)) {
+      lost++;
+      atomic_store(&l->has_job, 0);
+      continue;
+    }
+    uint64_t deadline = now_us() + 1000000;
+    for (;;) {
+      uint32_t r = atomic_load(&l->stress_results);
+      if (r != done) {
+        done = r;
+        break;
+      }
+      if (now_us() >= deadline) {
+        lost++;
+        break;
+      }
+      struct timespec ts = {0, 1000000};
+      futex(&l->stress_results, FUTEX_WAIT_PRIVATE, r, &ts);
+    }
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    uint64_t wait = pause > 0 ? x % ((uint64_t)pause + 1) : 0;
+    if (wait > 0) {
+      uint64_t until = now_us() + wait;
+      while (now_us() < until) {}  // spin: a sleep would wake far too late to hit the races
+    } else if (x & 1) {
+      sched_yield();
+    }
+  }
+  atomic_store(&l->closing, 1);
+  if (cas(&l->state, PARKED, RUNNING)) futex(&l->state, FUTEX_WAKE_PRIVATE, 1, NULL);
+  uint64_t deadline = now_us() + 5000000;
+  while (atomic_load(&l->refs) > 1 && now_us() < deadline) sched_yield();
+  bool exited = atomic_load(&l->refs) == 1;
+  napi_value o, v;
+  napi_create_object(env, &o);
+  napi_create_double(env, n, &v);
+  napi_set_named_property(env, o, "handOvers", v);
+  napi_create_double(env, l->threads, &v);
+  napi_set_named_property(env, o, "threads", v);
+  napi_create_double(env, l->wakes, &v);
+  napi_set_named_property(env, o, "wakes", v);
+  napi_create_double(env, lost, &v);
+  napi_set_named_property(env, o, "lost", v);
+  napi_get_boolean(env, exited, &v);
+  napi_set_named_property(env, o, "threadsExited", v);
+  if (exited) lane_unref(l);  // else a thread is stuck with it: leak rather than free under it
+  return o;
+}
+
 void pool_lane_init(napi_env env, napi_value exports) {
   const char* size = getenv("UV_THREADPOOL_SIZE");
   int pool = size != NULL ? atoi(size) : 4;
@@ -416,6 +540,7 @@ void pool_lane_init(napi_env env, napi_value exports) {
       {"laneSubmit", NULL, lane_submit, NULL, NULL, NULL, napi_default, NULL},
       {"laneClose", NULL, lane_close, NULL, NULL, NULL, napi_default, NULL},
       {"laneStats", NULL, lane_stats, NULL, NULL, NULL, napi_default, NULL},
+      {"laneStress", NULL, lane_stress, NULL, NULL, NULL, napi_default, NULL},
   };
   napi_define_properties(env, exports, sizeof(props) / sizeof(props[0]), props);
 }

@@ -23,6 +23,9 @@ export interface NativeBinding {
   laneSubmit?(lane: NativeLane, fd: number, buffers: Uint8Array[], position: number, sync: boolean): void;
   laneClose?(lane: NativeLane): void;
   laneStats?(lane: NativeLane): { jobs: number; threads: number; wakes: number };
+  /** The lane's hand-over protocol under stress, without I/O (tests). */
+  laneStress?(handOvers: number, lingerUs: number, maxPauseUs: number, seed: number):
+    { handOvers: number; threads: number; wakes: number; lost: number; threadsExited: boolean };
 }
 
 /** An opaque handle to a native lane. */
