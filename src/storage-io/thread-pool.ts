@@ -153,7 +153,8 @@ class FdState {
 
 /**
  * A {@link StorageIo} that never blocks the calling thread: writes and datasyncs run on
- * libuv's thread pool through Node's asynchronous `fs`. Use it on the event loop (or a
+ * libuv's thread pool — as native jobs on each fd's sticky lanes where the addon is built
+ * (see `lingerMs`), else through Node's asynchronous `fs`. Use it on the event loop (or a
  * worker's) with `CoreWalWriter`'s `*ViaStorageIo` methods, or through
  * {@link GroupCommitLog}, which drives it for you.
  *
