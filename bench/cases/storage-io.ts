@@ -138,9 +138,12 @@ async function rawFdatasyncUs(dir: string, smoke: boolean): Promise<{ p50: numbe
 }
 
 /**
- * This thread's time on the CPU and time spent runnable but not running (preempted), in
- * ns, from /proc/thread-self/schedstat (its first two fields), into `out`; null where
- * there is no such file. What is neither, the thread spent asleep (on a lock, say).
+ * This thread's time on the CPU, time spent runnable but not running (preempted), both in
+ * ns, and how many times it was given a CPU, from /proc/thread-self/schedstat (its three
+ * fields), into `out`; null where there is no such file. Time that is neither, the thread
+ * spent asleep (on a lock, say) — but the kernel brings the CPU time up to date only when
+ * the thread leaves the CPU (or at a tick), so that difference means something only across
+ * a call the thread left the CPU in.
  */
 function schedstatReader(): ((out: Float64Array) => void) | null {
   let fd: number;
@@ -153,7 +156,7 @@ function schedstatReader(): ((out: Float64Array) => void) | null {
   return (out) => {
     const n = fs.readSync(fd, buf, 0, buf.length, 0);
     let i = 0;
-    for (let field = 0; field < 2; field++) {
+    for (let field = 0; field < 3; field++) {
       let v = 0;
       for (; i < n && buf[i]! >= 48 && buf[i]! <= 57; i++) v = v * 10 + (buf[i]! - 48);
       out[field] = v;
@@ -186,8 +189,8 @@ function instrumentLibrary(): {
   let longestAsleep = 0;
   let depth = 0;
   const sched = schedstatReader();
-  const s0 = new Float64Array(2);
-  const s1 = new Float64Array(2);
+  const s0 = new Float64Array(3);
+  const s1 = new Float64Array(3);
   let h = createHistogram();
   const restores: (() => void)[] = [];
   // Calls over SLOW ms, kept to be matched against V8's GC pauses afterwards (the GC
@@ -225,7 +228,8 @@ function instrumentLibrary(): {
             if (sched !== null) {
               sched(s1);
               own = d - (s1[1]! - s0[1]!) / 1e6;
-              const asleep = own - (s1[0]! - s0[0]!) / 1e6;
+              // A thread that never left the CPU did not sleep (and its CPU time may be stale).
+              const asleep = s1[2] === s0[2] ? 0 : own - (s1[0]! - s0[0]!) / 1e6;
               if (asleep > longestAsleep) longestAsleep = asleep;
             }
             if (own > longestOwn) longestOwn = own;
