@@ -410,16 +410,22 @@ static napi_value lane_submit(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
-static napi_value lane_close(napi_env env, napi_callback_info info) {
+// The lane passed as the only argument, closed or not; NULL (with a TypeError thrown) if none.
+static lane_t* lane_arg(napi_env env, napi_callback_info info, const char* usage) {
   size_t argc = 1;
   napi_value argv[1];
   napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
   void* p = NULL;
   if (argc < 1 || napi_get_value_external(env, argv[0], &p) != napi_ok || p == NULL) {
-    napi_throw_type_error(env, NULL, "laneClose(lane)");
+    napi_throw_type_error(env, NULL, usage);
     return NULL;
   }
-  lane_t* l = (lane_t*)p;
+  return (lane_t*)p;
+}
+
+static napi_value lane_close(napi_env env, napi_callback_info info) {
+  lane_t* l = lane_arg(env, info, "laneClose(lane)");
+  if (l == NULL) return NULL;
   if (l->inflight) {
     napi_throw_error(env, NULL, "laneClose: a job is still running");
     return NULL;
@@ -430,15 +436,8 @@ static napi_value lane_close(napi_env env, napi_callback_info info) {
 
 // laneStats(lane) -> { jobs, threads, wakes }: jobs run, pool jobs queued for them, parked threads woken.
 static napi_value lane_stats(napi_env env, napi_callback_info info) {
-  size_t argc = 1;
-  napi_value argv[1];
-  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
-  void* p = NULL;
-  if (argc < 1 || napi_get_value_external(env, argv[0], &p) != napi_ok || p == NULL) {
-    napi_throw_type_error(env, NULL, "laneStats(lane)");
-    return NULL;
-  }
-  lane_t* l = (lane_t*)p;
+  lane_t* l = lane_arg(env, info, "laneStats(lane)");
+  if (l == NULL) return NULL;
   napi_value o, v;
   napi_create_object(env, &o);
   napi_create_double(env, l->jobs, &v);
