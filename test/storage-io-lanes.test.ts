@@ -105,6 +105,31 @@ test('the hand-over protocol under stress: no job is ever lost, whichever step o
   assert.ok(wakes > 300, `${wakes} hand-overs to a parked thread`);
 });
 
+test('a job a lane refuses runs the ordinary way (writes, datasyncs, joined)', { skip }, async () => {
+  const sio = new ThreadPoolStorageIo();
+  const p = join(dir, 'refused.bin');
+  const fd = sio.registerFd(fs.openSync(p, 'w+'));
+  await waitForTokens(sio, [sio.submitAppend(fd, b('zero;')), sio.submitDatasync(fd)]);
+  // Close the fd's lane behind the backend's back: laneSubmit now throws, as it does when
+  // libuv refuses a new pool job.
+  const internals = sio as unknown as { fds: { lanes: { handle: Parameters<NonNullable<typeof binding.laneClose>>[0] }[] }[] };
+  const binding = nativeAddon().binding!;
+  assert.equal(internals.fds[fd]!.lanes.length, 1);
+  binding.laneClose!(internals.fds[fd]!.lanes[0]!.handle);
+  const before = sio.info().laneJobs;
+  const tokens = [sio.submitAppend(fd, b('one;')), sio.submitAppend(fd, b('two;')), sio.submitDatasync(fd)];
+  sio.flush();
+  tokens.push(sio.submitAppend(fd, b('three;')));
+  tokens.push(sio.submitDatasync(fd));
+  const done = new Map((await waitForTokens(sio, tokens)).map((c) => [c.token, c.result]));
+  const after = sio.info().laneJobs;
+  sio.close();
+  assert.deepEqual(tokens.map((t) => done.get(t)), [4, 4, 0, 6, 0]);
+  assert.equal(fs.readFileSync(p, 'utf8'), 'zero;one;two;three;');
+  // The refused lane is never busy, so it is the one every job is offered, and refuses.
+  assert.equal(after - before, 0);
+});
+
 test('lingerMs 0 turns lanes off; a bad lingerMs is refused', async () => {
   const sio = new ThreadPoolStorageIo({ lingerMs: 0 });
   const fd = sio.registerFd(fs.openSync(join(dir, 'off.bin'), 'w+'));

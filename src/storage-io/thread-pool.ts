@@ -462,10 +462,7 @@ export class ThreadPoolStorageIo implements StorageIo {
   private startSync(f: FdState, token: number): void {
     f.syncing++;
     const lane = this.freeLane(f);
-    if (lane !== null) {
-      this.submitLane(f, lane, LANE_SYNC, token, NO_BUFFERS);
-      return;
-    }
+    if (lane !== null && this.submitLane(f, lane, LANE_SYNC, token, NO_BUFFERS)) return;
     this.fs.fdatasync(f.os, (err) => this.syncDone(f, token, err === null ? 0 : -negErrno(err)));
   }
 
@@ -488,12 +485,19 @@ export class ThreadPoolStorageIo implements StorageIo {
     return lane;
   }
 
-  private submitLane(f: FdState, lane: Lane, kind: number, token: number, iov: Buffer[]): void {
+  /** Hands the job to `lane`; false if the pool would not take it (the caller runs it the ordinary way). */
+  private submitLane(f: FdState, lane: Lane, kind: number, token: number, iov: Buffer[]): boolean {
+    try {
+      this.native!.laneSubmit!(lane.handle, f.os, iov, f.bPos, kind !== LANE_WRITE);
+    } catch {
+      // Only when libuv refuses a new pool job (as an environment shuts down).
+      return false;
+    }
     lane.busy = true;
     lane.kind = kind;
     lane.token = token;
     this.laneJobs++;
-    this.native!.laneSubmit!(lane.handle, f.os, iov, f.bPos, kind !== LANE_WRITE);
+    return true;
   }
 
   /** @internal Callback of the job on one of `f`'s lanes: what it did, then its results. */
@@ -562,15 +566,15 @@ export class ThreadPoolStorageIo implements StorageIo {
     const lane = this.freeLane(f);
     if (lane !== null) {
       if (segSlab !== null) iov.push(segSlab.buf.subarray(segStart, segEnd));
-      let token = 0;
-      if (withSync) {
-        token = f.tok[f.head]!;
-        f.head++;
-        f.syncing++;
-        this.writeDatasyncJobs++;
+      segSlab = null;  // in `iov` now, for the ordinary paths below too
+      if (this.submitLane(f, lane, withSync ? LANE_BOTH : LANE_WRITE, withSync ? f.tok[f.head]! : 0, iov)) {
+        if (withSync) {
+          f.head++;
+          f.syncing++;
+          this.writeDatasyncJobs++;
+        }
+        return;
       }
-      this.submitLane(f, lane, withSync ? LANE_BOTH : LANE_WRITE, token, iov);
-      return;
     }
     if (this.native !== null && withSync) {
       if (segSlab !== null) iov.push(segSlab.buf.subarray(segStart, segEnd));
