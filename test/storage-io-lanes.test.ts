@@ -9,7 +9,7 @@ import { constants } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { ThreadPoolStorageIo } from '../src/index.js';
+import { PerCoreWalError, ThreadPoolStorageIo } from '../src/index.js';
 import { nativeAddon } from '../src/util/native.js';
 import { waitForTokens } from './helpers/storage-io-suite.js';
 import { b, tempDir } from './helpers/tmp.js';
@@ -138,7 +138,7 @@ test('lingerMs 0 turns lanes off; a bad lingerMs is refused', async () => {
   assert.equal(sio.info().laneJobs, 0);
   sio.close();
   for (const bad of [-1, 1001, Number.NaN, '2' as unknown as number]) {
-    assert.throws(() => new ThreadPoolStorageIo({ lingerMs: bad }), /lingerMs/);
+    assert.throws(() => new ThreadPoolStorageIo({ lingerMs: bad }), (e: unknown) => e instanceof PerCoreWalError && e.code === 'INVALID_ARGUMENT' && /lingerMs/.test(e.message));
   }
 });
 

@@ -1,5 +1,5 @@
 import * as nodeFs from 'node:fs';
-import { StorageIoError } from '../errors/errors.js';
+import { PerCoreWalError, StorageIoError } from '../errors/errors.js';
 import { assert } from '../util/assert.js';
 import { nativeAddon, type NativeBinding, type NativeLane } from '../util/native.js';
 import {
@@ -224,7 +224,7 @@ export class ThreadPoolStorageIo implements StorageIo {
     this.native = addon !== null && typeof addon.writevDatasync === 'function' ? addon : null;
     const linger = options.lingerMs ?? 2;
     if (!(typeof linger === 'number' && linger >= 0 && linger <= 1000)) {
-      throw new StorageIoError('IO', `lingerMs must be a number of milliseconds in [0, 1000], got ${String(linger)}`);
+      throw new PerCoreWalError('INVALID_ARGUMENT', `lingerMs must be a number of milliseconds in [0, 1000], got ${String(linger)}`);
     }
     this.lingerUs = this.native !== null && typeof this.native.createLane === 'function' ? Math.round(linger * 1000) : 0;
   }
@@ -509,10 +509,7 @@ export class ThreadPoolStorageIo implements StorageIo {
     } else if (lane.kind === LANE_BOTH) {
       this.writeDatasyncDone(f, lane.token, writeErrno, written, syncErrno);
     } else {
-      assert(f.writing && written <= f.bBytes, 'a lane write completes the batch in flight');
-      f.writing = false;
-      f.bDone = written;
-      this.finishBatch(f, writeErrno === 0 && written < f.bBytes ? EIO : writeErrno);
+      this.batchWritten(f, writeErrno, written);
       this.pump(f);
       this.notify();
     }
@@ -611,10 +608,7 @@ export class ThreadPoolStorageIo implements StorageIo {
 
   /** @internal Callback of a write + datasync job: the batch's results, then the datasync's (cancelled if the write failed). */
   writeDatasyncDone(f: FdState, token: number, writeErrno: number, written: number, syncErrno: number): void {
-    assert(f.writing && written <= f.bBytes, 'a write + datasync job completes the batch in flight');
-    f.writing = false;
-    f.bDone = written;
-    this.finishBatch(f, writeErrno === 0 && written < f.bBytes ? EIO : writeErrno);
+    this.batchWritten(f, writeErrno, written);
     f.syncing--;
     if (syncErrno < 0) {
       this.complete(token, -ECANCELED);
@@ -625,6 +619,15 @@ export class ThreadPoolStorageIo implements StorageIo {
     this.pump(f);
     if (f.deregistered) this.maybeCloseOs(f);
     this.notify();
+  }
+
+  /** The batch in flight, written by a native job: `written` bytes, then `writeErrno` if it stopped short. */
+  private batchWritten(f: FdState, writeErrno: number, written: number): void {
+    assert(f.writing && written <= f.bBytes, 'a native job completes the batch in flight');
+    f.writing = false;
+    f.bDone = written;
+    // The job continues short writes itself: one that stopped short without an errno made no progress.
+    this.finishBatch(f, writeErrno === 0 && written < f.bBytes ? EIO : writeErrno);
   }
 
   /** @internal Callback of the write in flight on `f`. */
