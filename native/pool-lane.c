@@ -530,10 +530,13 @@ static napi_value lane_stress(napi_env env, napi_callback_info info) {
 }
 
 void pool_lane_init(napi_env env, napi_value exports) {
+  // The pool's size as libuv reads it (threadpool.c): 4 by default, 0 means 1, at most 1024.
   const char* size = getenv("UV_THREADPOOL_SIZE");
-  int pool = size != NULL ? atoi(size) : 4;
-  if (pool < 1) pool = 4;  // libuv's own reading of a bad value
-  max_parked = pool / 2 > 1 ? pool / 2 : 1;
+  long pool = size != NULL ? atol(size) : 4;
+  if (pool == 0) pool = 1;
+  if (pool < 0 || pool > 1024) pool = 1024;
+  // Half of it, rounded down: with a pool of one thread no lane lingers at all.
+  max_parked = (int)(pool / 2);
   napi_property_descriptor props[] = {
       {"createLane", NULL, create_lane, NULL, NULL, NULL, napi_default, NULL},
       {"laneSubmit", NULL, lane_submit, NULL, NULL, NULL, napi_default, NULL},
