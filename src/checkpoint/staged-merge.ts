@@ -31,6 +31,25 @@ export interface MergeSlicing {
 
 const DEFAULT_SLICING: MergeSlicing = { sliceMs: 3, stepEntries: 1024 };
 
+/** Tells a long job on a shared thread when its slice is over, and gives the event loop its turn then. */
+export class Slicer {
+  readonly sliceMs: number;
+  readonly stepEntries: number;
+  private sliceStart = performance.now();
+
+  constructor(slicing: MergeSlicing = DEFAULT_SLICING) {
+    this.sliceMs = slicing.sliceMs;
+    this.stepEntries = slicing.stepEntries ?? 1024;
+  }
+
+  /** Resolves at once inside the slice; after it, on the event loop's next turn (setImmediate: I/O callbacks run first). */
+  async maybeYield(): Promise<void> {
+    if (performance.now() - this.sliceStart < this.sliceMs) return;
+    await nextTurn();
+    this.sliceStart = performance.now();
+  }
+}
+
 /**
  * `mergeSegmentsIntoStore` (coordinator.ts) for a thread that others share: the same
  * global order and the same replay table, but it stops every `sliceMs` to let the event
@@ -40,17 +59,12 @@ const DEFAULT_SLICING: MergeSlicing = { sliceMs: 3, stepEntries: 1024 };
  * range while this runs (writers append past `to`, which is fine).
  */
 export async function mergeSegmentsStaged(
-  cfg: PerCoreWalConfig, from: readonly number[], to: readonly number[], slicing: MergeSlicing = DEFAULT_SLICING,
+  cfg: PerCoreWalConfig, from: readonly number[], to: readonly number[], slicer: Slicer = new Slicer(),
 ): Promise<StagedChanges> {
-  const step = slicing.stepEntries ?? 1024;
+  const step = slicer.stepEntries;
   const out: StagedChanges = { kv: new Map(), offsets: new Map(), watermark: undefined, entries: 0 };
   const cursors: SegmentCursor[] = [];
-  let sliceStart = performance.now();
-  const maybeYield = async (): Promise<void> => {
-    if (performance.now() - sliceStart < slicing.sliceMs) return;
-    await nextTurn();
-    sliceStart = performance.now();
-  };
+  const maybeYield = (): Promise<void> => slicer.maybeYield();
   try {
     for (let c = 0; c < from.length; c++) {
       cursors.push(new SegmentCursor(c, cfg.segmentPath(c), {

@@ -50,6 +50,8 @@ export class KvState implements StateView {
   readonly dirty = new Set<string>();
   /** @internal False while the next checkpoint is due to be full: then nobody needs the dirty set. */
   trackDirty = true;
+  /** @internal Bumped by every change: tells a checkpoint written in slices whether the state moved under it. */
+  changes = 0;
 
   get size(): number { return this.map.size; }
 
@@ -64,12 +66,14 @@ export class KvState implements StateView {
   /** @internal Sets by map key, marking it dirty. */
   setKey(k: string, value: Uint8Array): void {
     this.map.set(k, value);
+    this.changes++;
     if (this.trackDirty) this.dirty.add(k);
   }
 
   /** @internal Deletes by map key, marking it dirty (even if absent: the parent may hold it). */
   deleteKey(k: string): void {
     this.map.delete(k);
+    this.changes++;
     if (this.trackDirty) this.dirty.add(k);
   }
 
