@@ -45,7 +45,8 @@ export function keyBytes(k: string): Buffer {
  * Values are kept as given: callers hand over buffers nobody else will change.
  */
 export class KvState implements StateView {
-  /** @internal */ readonly map = new Map<string, Uint8Array>();
+  /** @internal Replaced whole by {@link KvState.replaceMap}: hold the KvState, not the map. */
+  map = new Map<string, Uint8Array>();
   /** @internal Keys set or deleted since the last checkpoint. */
   readonly dirty = new Set<string>();
   /** @internal False while the next checkpoint is due to be full: then nobody needs the dirty set. */
@@ -78,6 +79,12 @@ export class KvState implements StateView {
   }
 
   clearDirty(): void { this.dirty.clear(); }
+
+  /** @internal Switches to `map` at once (a checkpoint built it in slices); the dirty set is the caller's business. */
+  replaceMap(map: Map<string, Uint8Array>): void {
+    this.map = map;
+    this.changes++;
+  }
 
   *entries(): IterableIterator<[Uint8Array, Uint8Array]> {
     for (const [k, v] of this.map) yield [keyBytes(k), v];

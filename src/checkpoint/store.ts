@@ -12,6 +12,9 @@ import {
 import { applyStaged, type StagedChanges } from './staged-merge.js';
 import { KvState, mapKey, userMapKey, type StateView } from './state.js';
 
+/** See createCheckpointStaged: rebuild the state's map when the changes are at least 1/REBUILD_RATIO of it. */
+const REBUILD_RATIO = 8;
+
 export interface CheckpointStoreOptions {
   /** Directory of checkpoint files; created if missing. */
   checkpointDir: string;
@@ -252,12 +255,28 @@ export class CheckpointStore {
     const offsets = new Map(this.offsets);
     for (const [name, off] of staged.offsets) offsets.set(name, off);
     const wm = staged.watermark !== undefined ? staged.watermark : this.wm;
+    // Applying the merge in place costs only its changes, but in one go, and a Map that grows
+    // rehashes all it holds at once; a rebuilt map costs the whole state, but in slices, and
+    // takes over in one assignment. Rebuild when the changes are a good part of the state.
+    const rebuilt = staged.kv.size * REBUILD_RATIO >= map.size ? new Map<string, Uint8Array>() : null;
     let keyCount = kv.size;
     let i = 0;
-    for (const [k, v] of staged.kv) {
-      const had = map.has(k);
-      if (v === null) { if (had) keyCount--; } else if (!had) keyCount++;
-      if ((++i & 1023) === 0) await pause();
+    if (rebuilt !== null) {
+      for (const [k, v] of map) {
+        if (!staged.kv.has(k)) rebuilt.set(k, v);
+        if ((++i & 1023) === 0) { await pause(); if (moved()) return this.applyThenCheckpoint(id, options, staged); }
+      }
+      for (const [k, v] of staged.kv) {
+        if (v !== null) rebuilt.set(k, v);
+        if ((++i & 1023) === 0) await pause();
+      }
+      keyCount = rebuilt.size;
+    } else {
+      for (const [k, v] of staged.kv) {
+        const had = map.has(k);
+        if (v === null) { if (had) keyCount--; } else if (!had) keyCount++;
+        if ((++i & 1023) === 0) await pause();
+      }
     }
     if (moved()) return this.applyThenCheckpoint(id, options, staged);
     const plan = this.plan(id, options, offsets, wm, keyCount);
@@ -280,7 +299,13 @@ export class CheckpointStore {
     if (written === null) return this.applyThenCheckpoint(id, options, staged);
     // The file is durable; from here to the return nothing yields.
     kv.trackDirty = false; // cleared by the checkpoint anyway
-    applyStaged(this, staged);
+    if (rebuilt === null) {
+      applyStaged(this, staged);
+    } else {
+      this.offsets = offsets;
+      this.wm = wm;
+      kv.replaceMap(rebuilt);
+    }
     return this.adopt(plan, written);
   }
 
