@@ -29,7 +29,7 @@ export interface MergeSlicing {
   stepEntries?: number;
 }
 
-const DEFAULT_SLICING: MergeSlicing = { sliceMs: 3, stepEntries: 1024 };
+const DEFAULT_SLICING: MergeSlicing = { sliceMs: 1, stepEntries: 1024 };
 
 /** Tells a long job on a shared thread when its slice is over, and gives the event loop its turn then. */
 export class Slicer {
