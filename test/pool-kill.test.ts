@@ -4,6 +4,8 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { CoreWalPool, recoverPerCore, scanSegment } from '../src/index.js';
+import { replayStarts } from '../src/checkpoint/resume.js';
+import { realFs } from '../src/io/fs.js';
 import { ingestValue, type IngestReport } from '../src/worker/ingest-child.js';
 import { tempDir } from './helpers/tmp.js';
 
@@ -62,4 +64,57 @@ test('SIGKILL of a pool process mid-ingest with checkpoints: recovery holds ever
   // And the pool opens it cleanly once more.
   const pool = await CoreWalPool.start({ dir: walDir, workers: 2 });
   await pool.close();
+});
+
+/**
+ * Runs the ingest child with `--kill-at step`: it SIGKILLs itself at that step of its
+ * first checkpoint, having sent every acknowledgement up to then.
+ */
+async function ingestUntilSelfKill(args: string[]): Promise<{ acked: string[]; ackedDuring: number }> {
+  const child = fork(CHILD, args, { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+  const acked: string[] = [];
+  let ackedDuring = -1;
+  await new Promise<void>((resolve, reject) => {
+    const timer = setTimeout(() => { child.kill('SIGKILL'); reject(new Error(`ingest child did not kill itself: ${acked.length} acked`)); }, 30_000);
+    child.on('message', (m: IngestReport) => {
+      if (m.type === 'acked') for (const k of m.keys) acked.push(k);
+      if (m.type === 'killing') ackedDuring = m.ackedDuring;
+      if (m.type === 'error') { clearTimeout(timer); reject(new Error(`${m.code}: ${m.message}`)); }
+    });
+    child.once('exit', (code, signal) => {
+      clearTimeout(timer);
+      if (signal === 'SIGKILL' && ackedDuring >= 0) resolve(); else reject(new Error(`ingest child exited with ${code ?? signal} before its kill step`));
+    });
+  });
+  return { acked, ackedDuring };
+}
+
+test('SIGKILL at each step of a pool checkpoint: what was acknowledged during it survives; the segment is whole or compacted', { timeout: 90_000 }, async () => {
+  for (const step of ['barriers', 'durable', 'compacted'] as const) {
+    const root = tempDir();
+    const walDir = join(root, 'wal');
+    const cpDir = join(root, 'cp');
+    // 400 ms of ingest before the checkpoint: its merge takes several slices of the event loop.
+    const run = await ingestUntilSelfKill(['--dir', walDir, '--checkpoint-dir', cpDir, '--workers', '2', '--checkpoint-ms', '400',
+      '--value-bytes', '64', '--kill-at', step]);
+    if (step !== 'barriers') assert.ok(run.ackedDuring > 0, `${step}: puts were acknowledged while the checkpoint ran (${run.ackedDuring})`);
+    const rec = recoverPerCore(walDir, cpDir, 2);
+    for (const k of run.acked) {
+      const v = rec.state.get(k);
+      assert.ok(v !== undefined, `${step}: acknowledged ${k} survived the SIGKILL`);
+      assert.ok(ingestValue(k, 64).equals(Buffer.from(v)), `${step}: ${k} has its value`);
+    }
+    const cfg = { path: (c: number) => join(walDir, `wal-${c}.log`) };
+    if (step === 'barriers') {
+      assert.equal(rec.checkpointId, null, 'killed before the checkpoint was written');
+    } else {
+      assert.equal(rec.checkpointId, 1n);
+      const starts = replayStarts(rec.checkpoint, 2, cfg.path, realFs);
+      // Before the compaction recovery skips the checkpoint's part of each segment; after it the
+      // segment holds only what came after the barrier, and is replayed whole.
+      assert.deepEqual(starts, step === 'durable' ? rec.checkpoint!.walPositions : [0, 0], `${step}: replay starts`);
+    }
+    const pool = await CoreWalPool.start({ dir: walDir, workers: 2 });
+    await pool.close();
+  }
 });

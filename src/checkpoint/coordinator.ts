@@ -10,6 +10,7 @@ import { assert } from '../util/assert.js';
 import { toU64 } from '../util/u64.js';
 import type { CheckpointMetadata } from './format.js';
 import { barrierCrcAt, BARRIER_RECORD_SIZE, replayStarts } from './resume.js';
+import { mergeSegmentsStaged, Slicer, type MergeSlicing } from './staged-merge.js';
 import { CheckpointStore } from './store.js';
 
 /** What one coordinated checkpoint did. */
@@ -204,4 +205,23 @@ export function checkpointAfterBarriers(
   const merged = mergeSegmentsIntoStore(cfg, store, from, walPositions);
   const checkpoint = store.createCheckpoint(id, { epoch, walPositions, nextSequences, barrierCrcs });
   return { checkpoint, walPositions, entriesMerged: merged };
+}
+
+/**
+ * @internal For `CoreWalPool`: {@link checkpointAfterBarriers} for a thread that others
+ * share. The merge gives the event loop a turn every few milliseconds and is staged; the
+ * checkpoint file is written in slices too, and the store takes the merge together with
+ * the checkpoint in one synchronous step at the end, so nobody sees the store half-merged. The writers may go on appending after their
+ * barriers meanwhile: the merge reads only up to `walPositions`.
+ */
+export async function checkpointAfterBarriersAsync(
+  cfg: PerCoreWalConfig, store: CheckpointStore, id: bigint, epoch: bigint,
+  from: readonly number[], walPositions: number[], nextSequences: bigint[], slicing?: MergeSlicing,
+): Promise<PerCoreCheckpointMetadata> {
+  const barrierCrcs: number[] = [];
+  for (let c = 0; c < walPositions.length; c++) barrierCrcs.push(barrierCrcAt(cfg.fs, cfg.segmentPath(c), c, walPositions[c]!));
+  const slicer = new Slicer(slicing);
+  const staged = await mergeSegmentsStaged(cfg, from, walPositions, slicer);
+  const checkpoint = await store.createCheckpointStaged(id, { epoch, walPositions, nextSequences, barrierCrcs }, staged, () => slicer.maybeYield());
+  return { checkpoint, walPositions, entriesMerged: staged.entries };
 }

@@ -45,11 +45,14 @@ export function keyBytes(k: string): Buffer {
  * Values are kept as given: callers hand over buffers nobody else will change.
  */
 export class KvState implements StateView {
-  /** @internal */ readonly map = new Map<string, Uint8Array>();
+  /** @internal Replaced whole by {@link KvState.replaceMap}: hold the KvState, not the map. */
+  map = new Map<string, Uint8Array>();
   /** @internal Keys set or deleted since the last checkpoint. */
   readonly dirty = new Set<string>();
   /** @internal False while the next checkpoint is due to be full: then nobody needs the dirty set. */
   trackDirty = true;
+  /** @internal Bumped by every change: tells a checkpoint written in slices whether the state moved under it. */
+  changes = 0;
 
   get size(): number { return this.map.size; }
 
@@ -64,16 +67,24 @@ export class KvState implements StateView {
   /** @internal Sets by map key, marking it dirty. */
   setKey(k: string, value: Uint8Array): void {
     this.map.set(k, value);
+    this.changes++;
     if (this.trackDirty) this.dirty.add(k);
   }
 
   /** @internal Deletes by map key, marking it dirty (even if absent: the parent may hold it). */
   deleteKey(k: string): void {
     this.map.delete(k);
+    this.changes++;
     if (this.trackDirty) this.dirty.add(k);
   }
 
   clearDirty(): void { this.dirty.clear(); }
+
+  /** @internal Switches to `map` at once (a checkpoint built it in slices); the dirty set is the caller's business. */
+  replaceMap(map: Map<string, Uint8Array>): void {
+    this.map = map;
+    this.changes++;
+  }
 
   *entries(): IterableIterator<[Uint8Array, Uint8Array]> {
     for (const [k, v] of this.map) yield [keyBytes(k), v];

@@ -9,7 +9,11 @@ import {
 import {
   checkpointFileName, listCheckpointFiles, listTempFiles, loadNewestValid, readCheckpointMeta, resolveCheckpoint, TMP_SUFFIX,
 } from './files.js';
+import { applyStaged, type StagedChanges } from './staged-merge.js';
 import { KvState, mapKey, userMapKey, type StateView } from './state.js';
+
+/** See createCheckpointStaged: rebuild the state's map when the changes are at least 1/REBUILD_RATIO of it. */
+const REBUILD_RATIO = 8;
 
 export interface CheckpointStoreOptions {
   /** Directory of checkpoint files; created if missing. */
@@ -194,6 +198,7 @@ export class CheckpointStore {
     if (typeof source !== 'string') throw new PerCoreWalError('INVALID_ARGUMENT', 'source must be a string');
     if (Buffer.byteLength(source) > 0xffff) throw new PerCoreWalError('INVALID_ARGUMENT', 'source name longer than 65535 bytes');
     this.offsets.set(source, toI64(offset, `offset of ${source}`));
+    this.kv.changes++;
   }
 
   /** A copy of the source offsets. */
@@ -201,6 +206,7 @@ export class CheckpointStore {
 
   setWatermark(watermark: U64Like | null): void {
     this.wm = watermark === null ? null : toI64(watermark, 'watermark');
+    this.kv.changes++;
   }
 
   watermark(): bigint | null { return this.wm; }
@@ -214,6 +220,102 @@ export class CheckpointStore {
    * full snapshot is not due. Then removes checkpoints beyond `maxRetained`.
    */
   createCheckpoint(id: U64Like, options: CreateCheckpointOptions = {}): CheckpointMetadata {
+    const plan = this.plan(id, options, this.offsets, this.wm, this.kv.size);
+    const incremental = plan.meta.isIncremental;
+    const written = this.writeFile(plan.path, plan.meta, incremental, (w) => {
+      const map = this.kv.map;
+      if (incremental) {
+        for (const k of this.kv.dirty) {
+          const v = map.get(k);
+          if (v === undefined) w.delete(k); else w.put(k, v);
+        }
+      } else {
+        for (const [k, v] of map) w.put(k, v);
+      }
+    });
+    return this.adopt(plan, written);
+  }
+
+  /**
+   * @internal For `CoreWalPool`: {@link CheckpointStore.createCheckpoint} of the state with
+   * `staged` applied, without stopping the thread for long. The checkpoint file is
+   * written in slices (`pause` is awaited between them, and gives the event loop a turn)
+   * from the state and `staged` together, while the store still shows the state without
+   * them; once the file is durable, `staged` is applied and the checkpoint adopted in
+   * one synchronous step, so nobody sees a part of it. Should the store change
+   * meanwhile (a `put`, `setWatermark`, another checkpoint…), the file may not match it:
+   * it is then dropped and the checkpoint written synchronously instead.
+   */
+  async createCheckpointStaged(id: U64Like, options: CreateCheckpointOptions, staged: StagedChanges, pause: () => Promise<void>): Promise<CheckpointMetadata> {
+    const kv = this.kv;
+    const map = kv.map;
+    const before = { changes: kv.changes, base: this.base, fullNext: this.fullNext, depth: this.depth };
+    const moved = (): boolean =>
+      kv.changes !== before.changes || this.base !== before.base || this.fullNext !== before.fullNext || this.depth !== before.depth;
+    const offsets = new Map(this.offsets);
+    for (const [name, off] of staged.offsets) offsets.set(name, off);
+    const wm = staged.watermark !== undefined ? staged.watermark : this.wm;
+    // Applying the merge in place costs only its changes, but in one go, and a Map that grows
+    // rehashes all it holds at once; a rebuilt map costs the whole state, but in slices, and
+    // takes over in one assignment. Rebuild when the changes are a good part of the state.
+    const rebuilt = staged.kv.size * REBUILD_RATIO >= map.size ? new Map<string, Uint8Array>() : null;
+    let keyCount = kv.size;
+    let i = 0;
+    if (rebuilt !== null) {
+      for (const [k, v] of map) {
+        if (!staged.kv.has(k)) rebuilt.set(k, v);
+        if ((++i & 1023) === 0) { await pause(); if (moved()) return this.applyThenCheckpoint(id, options, staged); }
+      }
+      for (const [k, v] of staged.kv) {
+        if (v !== null) rebuilt.set(k, v);
+        if ((++i & 1023) === 0) await pause();
+      }
+      keyCount = rebuilt.size;
+    } else {
+      for (const [k, v] of staged.kv) {
+        const had = map.has(k);
+        if (v === null) { if (had) keyCount--; } else if (!had) keyCount++;
+        if ((++i & 1023) === 0) await pause();
+      }
+    }
+    if (moved()) return this.applyThenCheckpoint(id, options, staged);
+    const plan = this.plan(id, options, offsets, wm, keyCount);
+    const incremental = plan.meta.isIncremental;
+    const written = await this.writeFileSliced(plan.path, plan.meta, incremental, async (w) => {
+      let n = 0;
+      // The keys changed since the last checkpoint that the merge does not change, then the merge's.
+      for (const k of incremental ? kv.dirty : map.keys()) {
+        if (staged.kv.has(k)) continue;
+        const v = map.get(k);
+        if (v === undefined) w.delete(k); else w.put(k, v);
+        if ((++n & 1023) === 0) { await pause(); if (moved()) return false; }
+      }
+      for (const [k, v] of staged.kv) {
+        if (v !== null) w.put(k, v); else if (incremental) w.delete(k);
+        if ((++n & 1023) === 0) { await pause(); if (moved()) return false; }
+      }
+      return true;
+    });
+    if (written === null) return this.applyThenCheckpoint(id, options, staged);
+    // The file is durable; from here to the return nothing yields.
+    kv.trackDirty = false; // cleared by the checkpoint anyway
+    if (rebuilt === null) {
+      applyStaged(this, staged);
+    } else {
+      this.offsets = offsets;
+      this.wm = wm;
+      kv.replaceMap(rebuilt);
+    }
+    return this.adopt(plan, written);
+  }
+
+  private applyThenCheckpoint(id: U64Like, options: CreateCheckpointOptions, staged: StagedChanges): CheckpointMetadata {
+    applyStaged(this, staged);
+    return this.createCheckpoint(id, options);
+  }
+
+  /** Checks a checkpoint's id and options against the latest one and says what it will be. */
+  private plan(id: U64Like, options: CreateCheckpointOptions, offsets: Map<string, bigint>, wm: bigint | null, keyCount: number) {
     const cid = toU64(id, 'checkpoint id');
     if (options === null || typeof options !== 'object') throw new PerCoreWalError('INVALID_ARGUMENT', 'options must be an object');
     const base = this.base;
@@ -237,29 +339,52 @@ export class CheckpointStore {
     const incremental = !this.nextIsFull() && options.full !== true;
     const meta = {
       id: cid, epoch, timestamp: BigInt(Date.now()), walPositions, nextSequences, barrierCrcs,
-      sourceOffsets: new Map(this.offsets), watermark: this.wm, keyCount: this.kv.size,
+      sourceOffsets: new Map(offsets), watermark: wm, keyCount,
       isIncremental: incremental, parentId: incremental ? base!.id : null,
     };
-    const path = join(this.dir, checkpointFileName(cid));
-    const written = this.writeFile(path, meta, incremental, (w) => {
-      const map = this.kv.map;
-      if (incremental) {
-        for (const k of this.kv.dirty) {
-          const v = map.get(k);
-          if (v === undefined) w.delete(k); else w.put(k, v);
-        }
-      } else {
-        for (const [k, v] of map) w.put(k, v);
-      }
-    });
-    const full: CheckpointMetadata = { ...meta, sizeBytes: written.sizeBytes, changeCount: written.recordCount, checksum: written.bodyCrc, path };
+    return { meta, path: join(this.dir, checkpointFileName(cid)) };
+  }
+
+  /** Makes a written (durable) checkpoint the latest one. */
+  private adopt(plan: ReturnType<CheckpointStore['plan']>, written: { sizeBytes: number; bodyCrc: number; recordCount: number }): CheckpointMetadata {
+    const full: CheckpointMetadata = { ...plan.meta, sizeBytes: written.sizeBytes, changeCount: written.recordCount, checksum: written.bodyCrc, path: plan.path };
     this.kv.clearDirty();
     this.base = full;
-    this.depth = incremental ? this.depth + 1 : 0;
+    this.depth = plan.meta.isIncremental ? this.depth + 1 : 0;
     this.fullNext = false;
     this.updateTracking();
     if (this.maxRetained !== Infinity) this.retain(this.maxRetained, false);
     return full;
+  }
+
+  /**
+   * {@link CheckpointStore.writeFile} with records written by an async `records`, which
+   * stops early (false) when the state changed under it: then the temporary file goes
+   * and the result is null. After `records` returns true nothing awaits any more.
+   */
+  private async writeFileSliced(
+    path: string, meta: Parameters<typeof encodeMeta>[0], incremental: boolean, records: (w: CheckpointFileWriter) => Promise<boolean>,
+  ): Promise<{ sizeBytes: number; bodyCrc: number; recordCount: number } | null> {
+    const fs = this.fs;
+    const tmp = path + TMP_SUFFIX;
+    const fd = this.openTemp(tmp);
+    let result;
+    try {
+      const w = new CheckpointFileWriter(fs, fd, tmp, fileFlags(meta, incremental), encodeMeta(meta));
+      if (!(await records(w))) {
+        closeQuietly(fs, fd);
+        removeQuietly(fs, tmp);
+        return null;
+      }
+      result = w.finish();
+      fsyncTemp(fs, fd, tmp);
+    } catch (e) {
+      closeQuietly(fs, fd);
+      removeQuietly(fs, tmp);
+      throw e;
+    }
+    this.publish(fd, tmp, path);
+    return result;
   }
 
   private writeFile(
@@ -267,28 +392,33 @@ export class CheckpointStore {
   ): { sizeBytes: number; bodyCrc: number; recordCount: number } {
     const fs = this.fs;
     const tmp = path + TMP_SUFFIX;
-    const flags = (incremental ? FLAG_INCREMENTAL : 0) | (meta.watermark !== null ? FLAG_WATERMARK : 0);
-    let fd: number;
-    try {
-      fd = fs.openSync(tmp, 'w');
-    } catch (e) {
-      throw ioError('create', e, tmp);
-    }
+    const fd = this.openTemp(tmp);
     let result;
     try {
-      const w = new CheckpointFileWriter(fs, fd, tmp, flags, encodeMeta(meta));
+      const w = new CheckpointFileWriter(fs, fd, tmp, fileFlags(meta, incremental), encodeMeta(meta));
       records(w);
       result = w.finish();
-      try {
-        fs.fsyncSync(fd);
-      } catch (e) {
-        throw ioError('fsync', e, tmp);
-      }
+      fsyncTemp(fs, fd, tmp);
     } catch (e) {
       closeQuietly(fs, fd);
       removeQuietly(fs, tmp);
       throw e;
     }
+    this.publish(fd, tmp, path);
+    return result;
+  }
+
+  private openTemp(tmp: string): number {
+    try {
+      return this.fs.openSync(tmp, 'w');
+    } catch (e) {
+      throw ioError('create', e, tmp);
+    }
+  }
+
+  /** Closes the synced temporary file and renames it to `path`, durably. */
+  private publish(fd: number, tmp: string, path: string): void {
+    const fs = this.fs;
     try {
       fs.closeSync(fd);
     } catch (e) {
@@ -307,7 +437,6 @@ export class CheckpointStore {
       // The rename may not be durable: the caller must not rely on this checkpoint (e.g. reset segments).
       throw ioError('fsync of directory', e, this.dir);
     }
-    return result;
   }
 
   /** Metadata of every checkpoint whose header validates, oldest first (bodies are checked when loaded). */
@@ -469,6 +598,18 @@ export class CheckpointStore {
   private warn(message: string): void {
     this.warningList.push(message);
     this.warnHook?.(message);
+  }
+}
+
+function fileFlags(meta: { watermark: bigint | null }, incremental: boolean): number {
+  return (incremental ? FLAG_INCREMENTAL : 0) | (meta.watermark !== null ? FLAG_WATERMARK : 0);
+}
+
+function fsyncTemp(fs: WalFs, fd: number, tmp: string): void {
+  try {
+    fs.fsyncSync(fd);
+  } catch (e) {
+    throw ioError('fsync', e, tmp);
   }
 }
 

@@ -39,3 +39,37 @@ function siftDown(heap: SegmentCursor[], k: number): void {
   }
   heap[k] = x;
 }
+
+/**
+ * {@link mergeCursors} in steps: the same global order, but the caller decides when to
+ * stop and go on, so a long merge can give the event loop a turn between steps (the
+ * pool's checkpoint merges on the thread its producers run on).
+ */
+export class CursorMerge {
+  private readonly heap: SegmentCursor[] = [];
+  /** Entries visited so far. */
+  count = 0;
+
+  constructor(cursors: readonly SegmentCursor[]) {
+    const heap = this.heap;
+    for (const c of cursors) if (c.advance()) heap.push(c);
+    for (let i = (heap.length >> 1) - 1; i >= 0; i--) siftDown(heap, i);
+  }
+
+  /** Visits up to `max` entries; false once every cursor is exhausted. */
+  step(visit: (c: SegmentCursor) => void, max: number): boolean {
+    const heap = this.heap;
+    for (let i = 0; i < max && heap.length > 0; i++) {
+      const top = heap[0]!;
+      visit(top);
+      this.count++;
+      if (!top.advance()) {
+        const last = heap.pop()!;
+        if (heap.length === 0) break;
+        heap[0] = last;
+      }
+      if (heap.length > 1) siftDown(heap, 0);
+    }
+    return heap.length > 0;
+  }
+}

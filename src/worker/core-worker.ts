@@ -15,7 +15,7 @@ import { scanSegment, type SegmentScan } from '../reader/scan.js';
 import { CoreWalWriter, type CoreWalWriterOptions } from '../writer/writer.js';
 import {
   CMD, decodeCommitBody, DURABLE, FAILURE, FAILURE_CODES, OP_COMMIT, OP_DELETE, OP_PUT, SLEEPING, STATE, STATE_CLOSED,
-  STATE_CLOSING, STATE_FAILED, STATE_PAUSED, STATE_RUNNING, SYNCED_HI, SYNCED_LO, SYNCED_SEQ, TAIL, toWire, WAKE,
+  STATE_CLOSING, STATE_FAILED, STATE_RUNNING, SYNCED_HI, SYNCED_LO, SYNCED_SEQ, TAIL, toWire, WAKE,
   type CoreWorkerData, type PoolCommand, type WorkerReport,
 } from './protocol.js';
 import { EpochRef } from '../manager/epoch.js';
@@ -107,7 +107,6 @@ class CoreLoop {
   private readonly w: CoreWalWriter;
   private epoch: bigint;
   private cmdSeen: number;
-  private paused = false;
   private stopped = false;
 
   constructor(w: CoreWalWriter) {
@@ -123,11 +122,6 @@ class CoreLoop {
       if (Atomics.load(ctrl, CMD) !== this.cmdSeen) {
         this.commands();
         if (this.stopped) return;
-      }
-      if (this.paused) {
-        // Producers keep queueing; only a command (reset / resume / stop) wakes us.
-        Atomics.wait(ctrl, CMD, this.cmdSeen);
-        continue;
       }
       const head = consumer.head();
       if (!this.batch(head)) this.sleep(head);
@@ -191,6 +185,8 @@ class CoreLoop {
         // are synced together. The pool raises the global epoch only once every core has
         // its barrier, so no core stamps an entry before its barrier with the new epoch —
         // and should someone have advanced it meanwhile, the barrier goes above that.
+        // No pause: what comes next is after the barrier, at its epoch, and the checkpoint
+        // merges only up to the barrier, so the ring keeps being consumed.
         const e = this.epoch + 1n > cmd.epoch ? this.epoch + 1n : cmd.epoch;
         w.setEpoch(e);
         this.epoch = e;
@@ -199,19 +195,17 @@ class CoreLoop {
         publishSynced(w);
         Atomics.store(ctrl, DURABLE, consumer.lastTicketLo());
         Atomics.notify(ctrl, DURABLE);
-        this.paused = true;
-        Atomics.store(ctrl, STATE, STATE_PAUSED);
         report({ type: 'barrierDone', position: w.position(), syncedPosition: w.syncedPosition(), sequence: w.sequence(), epoch: w.epoch() });
         return;
       }
-      case 'reset':
-        w.reset();
+      case 'compact':
+        // The checkpoint holding everything up to the barrier is durable. The records
+        // appended since stay, crash-safely, at the front of the segment (recovery finds
+        // no barrier at the checkpoint's position then, and replays the segment whole).
+        // Appends wait in the ring meanwhile.
+        w.compactFrom(cmd.position);
         publishSynced(w);
-        this.resume();
-        report({ type: 'resetDone', sequence: w.sequence() });
-        return;
-      case 'resume':
-        this.resume();
+        report({ type: 'compactDone', position: w.position() });
         return;
       case 'stop':
         this.stop();
@@ -225,15 +219,9 @@ class CoreLoop {
     }
   }
 
-  private resume(): void {
-    this.paused = false;
-    Atomics.store(ctrl, STATE, STATE_RUNNING);
-  }
-
   /** Drain, sync, close: after CLOSING no producer can add to the ring, so the drain is complete. */
   private stop(): void {
     lockSide.withLock(() => Atomics.store(ctrl, STATE, STATE_CLOSING));
-    this.paused = false;
     while (this.batch(consumer.head()));
     const w = this.w;
     w.sync();

@@ -16,6 +16,10 @@
  *   --duration-ms <n>        stop cleanly after this long; 0 runs until killed (default 0)
  *   --report-ms <n>          milliseconds between acknowledgement reports (default 20)
  *   --prefix <s>             key prefix, so runs on the same directory use distinct keys (default 'k')
+ *   --kill-at <step>         crash tests: SIGKILL this process itself when checkpoint number
+ *                            --kill-at-checkpoint (default 1, counted from this run's first) reaches
+ *                            <step> ('barriers', 'durable' or 'compacted'; see CoreWalPool.setCheckpointHook),
+ *                            after a 'killing' report and every acknowledgement before it are sent
  *
  * Reports (IPC `process.send` when forked with IPC, else one JSON object per stdout line):
  *   { type: 'ready', pid, workers, epoch }
@@ -24,6 +28,9 @@
  *                                                each one's commit latency (put called → durable), µs
  *   { type: 'checkpoint', id, epoch, entriesMerged }
  *   { type: 'done', acked, checkpoints }         after a clean stop (duration reached, or SIGTERM)
+ *   { type: 'killing', step, checkpoint, ackedDuring }
+ *                                                --kill-at: about to SIGKILL itself; ackedDuring counts
+ *                                                the puts acknowledged since that checkpoint began
  *   { type: 'error', code, message }             then exit code 1
  * Every key's value is {@link ingestValue}(key, valueBytes), so a verifier needs only the keys.
  */
@@ -32,7 +39,7 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { CheckpointStore } from '../checkpoint/store.js';
 import { PerCoreWalError } from '../errors/errors.js';
-import { CoreWalPool } from './pool.js';
+import { CoreWalPool, type CheckpointStep } from './pool.js';
 
 export interface IngestOptions {
   dir: string;
@@ -44,13 +51,18 @@ export interface IngestOptions {
   durationMs?: number;
   reportMs?: number;
   prefix?: string;
+  killAt?: CheckpointStep;
+  killAtCheckpoint?: number;
 }
+
+const KILL_STEPS: readonly CheckpointStep[] = ['barriers', 'durable', 'compacted'];
 
 export type IngestReport =
   | { type: 'ready'; pid: number; workers: number; epoch: string }
   | { type: 'acked'; keys: string[]; latencyUs: number[] }
   | { type: 'checkpoint'; id: string; epoch: string; entriesMerged: number }
   | { type: 'done'; acked: number; checkpoints: number }
+  | { type: 'killing'; step: CheckpointStep; checkpoint: number; ackedDuring: number }
   | { type: 'error'; code: string; message: string };
 
 /** The value the ingest driver writes for `key`: the key's bytes, then 'x' up to `valueBytes`. */
@@ -62,9 +74,10 @@ export function ingestValue(key: string, valueBytes: number): Buffer {
 
 /**
  * Runs the ingest until `durationMs` passes (or forever), reporting through `report`.
- * Resolves after a clean close; `stop()` on the returned handle ends it early.
+ * Resolves after a clean close; `stop()` on the returned handle ends it early. `report`
+ * calls `sent`, when given, once the report (and so every one before it) has gone out.
  */
-export function runIngest(options: IngestOptions, report: (r: IngestReport) => void): { done: Promise<void>; stop: () => void } {
+export function runIngest(options: IngestOptions, report: (r: IngestReport, sent?: () => void) => void): { done: Promise<void>; stop: () => void } {
   let stopped = false;
   const stop = () => { stopped = true; };
   const done = (async () => {
@@ -87,6 +100,19 @@ export function runIngest(options: IngestOptions, report: (r: IngestReport) => v
     let next = 0;
     let checkpoints = 0;
     let cpId = (store?.latestCheckpoint()?.id ?? 0n) + 1n;
+    let ackedAtCheckpointStart = 0;
+    if (options.killAt !== undefined) {
+      const step = options.killAt;
+      const at = options.killAtCheckpoint ?? 1;
+      pool.setCheckpointHook(async (s) => {
+        if (s !== step || checkpoints + 1 !== at) return;
+        flush();
+        await new Promise<void>((r) => report({ type: 'killing', step: s, checkpoint: at, ackedDuring: acked - ackedAtCheckpointStart }, r));
+        // Mid-checkpoint, with the workers still appending: no drain, no close.
+        process.kill(process.pid, 'SIGKILL');
+        await new Promise(() => {});
+      });
+    }
     const lane = async () => {
       while (!stopped) {
         const key = `${prefix}${next++}`;
@@ -104,6 +130,7 @@ export function runIngest(options: IngestOptions, report: (r: IngestReport) => v
       while (!stopped && store) {
         await new Promise((r) => setTimeout(r, every));
         if (stopped) break;
+        ackedAtCheckpointStart = acked;
         const m = await pool.createCheckpoint(cpId++);
         checkpoints++;
         report({ type: 'checkpoint', id: m.checkpoint.id.toString(), epoch: m.checkpoint.epoch.toString(), entriesMerged: m.entriesMerged });
@@ -130,6 +157,7 @@ function parseOptions(argv: string[]): IngestOptions {
       dir: { type: 'string' }, 'checkpoint-dir': { type: 'string' }, 'checkpoint-ms': { type: 'string' },
       workers: { type: 'string' }, producers: { type: 'string' }, 'value-bytes': { type: 'string' },
       'duration-ms': { type: 'string' }, 'report-ms': { type: 'string' }, prefix: { type: 'string' },
+      'kill-at': { type: 'string' }, 'kill-at-checkpoint': { type: 'string' },
     },
   });
   const get = (name: keyof typeof values): string | undefined =>
@@ -141,18 +169,23 @@ function parseOptions(argv: string[]): IngestOptions {
     if (!Number.isSafeInteger(n) || n < 0) throw new PerCoreWalError('INVALID_ARGUMENT', `--${name} must be a non-negative integer, got ${v}`);
     return n;
   };
+  const killAt = get('kill-at') as CheckpointStep | undefined;
+  if (killAt !== undefined && !KILL_STEPS.includes(killAt)) {
+    throw new PerCoreWalError('INVALID_ARGUMENT', `--kill-at must be one of ${KILL_STEPS.join(', ')}, got ${killAt}`);
+  }
   const dir = get('dir');
   if (!dir) throw new PerCoreWalError('INVALID_ARGUMENT', '--dir (or COREWAL_INGEST_DIR) is required');
   return {
     dir, checkpointDir: get('checkpoint-dir'), checkpointMs: num('checkpoint-ms'), workers: num('workers'), producers: num('producers'),
     valueBytes: num('value-bytes'), durationMs: num('duration-ms'), reportMs: num('report-ms'), prefix: get('prefix'),
+    killAt, killAtCheckpoint: num('kill-at-checkpoint'),
   };
 }
 
 if (process.argv[1] !== undefined && fileURLToPath(import.meta.url) === process.argv[1]) {
-  const send = (r: IngestReport): void => {
-    if (process.send) process.send(r);
-    else process.stdout.write(JSON.stringify(r) + '\n');
+  const send = (r: IngestReport, sent?: () => void): void => {
+    if (process.send) process.send(r, () => sent?.());
+    else process.stdout.write(JSON.stringify(r) + '\n', sent === undefined ? undefined : () => sent());
   };
   try {
     const run = runIngest(parseOptions(process.argv.slice(2)), send);

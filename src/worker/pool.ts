@@ -1,6 +1,6 @@
 import { EventEmitter } from 'node:events';
 import type { Worker } from 'node:worker_threads';
-import { checkpointAfterBarriers, type PerCoreCheckpointMetadata } from '../checkpoint/coordinator.js';
+import { checkpointAfterBarriersAsync, type PerCoreCheckpointMetadata } from '../checkpoint/coordinator.js';
 import { replayStarts } from '../checkpoint/resume.js';
 import type { CheckpointStore } from '../checkpoint/store.js';
 import type { U64Like } from '../entry/entry.js';
@@ -29,6 +29,9 @@ export interface PoolCoreReport {
   /** Sequence the core resumed at. */
   sequence: bigint;
 }
+
+/** @internal The steps of a pool checkpoint a test hook sees; see {@link CoreWalPool.setCheckpointHook}. */
+export type CheckpointStep = 'barriers' | 'durable' | 'compacted';
 
 type PoolEvents = {
   coreFailed: [coreId: number, error: PerCoreWalError];
@@ -72,6 +75,7 @@ export class CoreWalPool extends EventEmitter<PoolEvents> {
   private readonly store: CheckpointStore | null;
   /** Checkpoints run one at a time; close() waits for the running one. */
   private checkpointChain: Promise<unknown> = Promise.resolve();
+  private checkpointHook: ((step: CheckpointStep) => void | Promise<void>) | null = null;
 
   private constructor(
     cfg: PerCoreWalConfig, paths: string[], slots: CoreSlot[], producer: CoreWalProducer, epoch: EpochRef, report: PoolCoreReport[],
@@ -199,24 +203,30 @@ export class CoreWalPool extends EventEmitter<PoolEvents> {
   pending(): number { return this.producer.pending(); }
 
   /**
-   * Folds every core's segment into the pool's `checkpointStore` and then resets the
-   * segments — the thread-per-core counterpart of
+   * Folds every core's segment into the pool's `checkpointStore` and then drops what the
+   * checkpoint holds from the segments — the thread-per-core counterpart of
    * {@link PerCoreCheckpointCoordinator.createCheckpoint}, with the same files and the
-   * same crash safety (SPEC invariant 7):
+   * same crash safety (SPEC invariant 7), but without stalling appends:
    *
    * 1. every worker appends an epoch barrier at the next epoch after what it has
-   *    consumed, syncs, reports its position and sequence, and pauses — producers keep
-   *    queueing into the rings meanwhile, so nothing appended after a barrier can be lost
-   *    by the reset;
-   * 2. the segments are merged up to those positions into the store (on this thread) and
-   *    the checkpoint is written durably with the barriers' positions and CRCs;
-   * 3. the global epoch moves to the checkpoint's; each worker resets its segment and
-   *    resumes with what waited in its ring.
+   *    consumed, syncs, reports its position and sequence, and goes on consuming its ring
+   *    (what follows the barrier is at the barrier's epoch and not in this checkpoint);
+   *    the global epoch then moves to the highest barrier's;
+   * 2. the segments are merged up to those positions on this thread, in slices of a few
+   *    milliseconds between which the event loop runs (appends keep being acknowledged);
+   *    the store takes the merged changes and the checkpoint is written durably, with the
+   *    barriers' positions and CRCs, in one synchronous step, so nobody sees the store
+   *    half-merged;
+   * 3. each worker compacts its segment ({@link CoreWalWriter.compactFrom}): the records
+   *    after its barrier move, crash-safely, to the front of a new segment file.
    *
    * A crash before step 2 completes recovers from the previous checkpoint plus the whole
-   * WAL; after it, recovery skips what a segment still holds up to its barrier. A worker
-   * failing during steps 1–2 makes the checkpoint reject with `WORKER_FAILED` (the others
-   * resume); a core that has already failed makes it reject at once.
+   * WAL; after it, recovery skips what a segment still holds up to its barrier, or, once
+   * compacted, replays the segment whole. A worker failing during steps 1–2 makes the
+   * checkpoint reject with `WORKER_FAILED` (the others go on); one failing in step 3
+   * leaves a durable checkpoint (its segment still holds its barrier, so a restart
+   * recovers it) but the call rejects too. A core that has already failed makes it
+   * reject at once.
    *
    * @example
    * ```ts
@@ -224,7 +234,7 @@ export class CoreWalPool extends EventEmitter<PoolEvents> {
    * const pool = await CoreWalPool.start({ dir: '/data/wal', checkpointStore: store });
    * await pool.put('k', 'v');
    * const { checkpoint } = await pool.createCheckpoint(1n);
-   * store.get('k');             // 'v'; the segments are empty again
+   * store.get('k');             // 'v'; the segments hold only what came after the barriers
    * ```
    */
   createCheckpoint(checkpointId: U64Like): Promise<PerCoreCheckpointMetadata> {
@@ -239,14 +249,22 @@ export class CoreWalPool extends EventEmitter<PoolEvents> {
   /** The checkpoint store given to `start`, or null. */
   checkpointStore(): CheckpointStore | null { return this.store; }
 
-  private enqueueCheckpoint(checkpointId: U64Like, reset: boolean): Promise<PerCoreCheckpointMetadata> {
+  /**
+   * @internal Test hook: awaited at each step of a checkpoint — `'barriers'` (every
+   * barrier synced, the merge about to start), `'durable'` (the checkpoint file and its
+   * directory entry are durable, nothing compacted yet), `'compacted'` (every segment
+   * compacted). Crash tests kill the process there.
+   */
+  setCheckpointHook(hook: ((step: CheckpointStep) => void | Promise<void>) | null): void { this.checkpointHook = hook; }
+
+  private enqueueCheckpoint(checkpointId: U64Like, compact: boolean): Promise<PerCoreCheckpointMetadata> {
     if (this.closing !== null) return Promise.reject(this.closedError());
-    const run = this.checkpointChain.catch(() => {}).then(() => this.checkpoint(checkpointId, reset));
+    const run = this.checkpointChain.catch(() => {}).then(() => this.checkpoint(checkpointId, compact));
     this.checkpointChain = run;
     return run;
   }
 
-  private async checkpoint(checkpointId: U64Like, reset: boolean): Promise<PerCoreCheckpointMetadata> {
+  private async checkpoint(checkpointId: U64Like, compact: boolean): Promise<PerCoreCheckpointMetadata> {
     const store = this.store;
     if (store === null) {
       throw new PerCoreWalError('INVALID_ARGUMENT', 'createCheckpoint needs a checkpointStore: pass one to CoreWalPool.start');
@@ -256,54 +274,47 @@ export class CoreWalPool extends EventEmitter<PoolEvents> {
     if (previous !== null && id <= previous.id) {
       throw new PerCoreWalError('INVALID_ARGUMENT', `checkpoint id ${id} must be greater than the latest checkpoint's, ${previous.id}`);
     }
-    for (const s of this.slots) {
-      if (s.failed !== null) {
-        throw new PerCoreWalError('WORKER_FAILED', `cannot checkpoint: the worker of core ${s.core} has failed; restart the pool to recover its segment`,
-          { coreId: s.core, path: this.paths[s.core], cause: s.failed });
-      }
-    }
+    this.throwIfAnyFailed();
     const cfg = this.cfg;
     const n = this.slots.length;
+    // Read before the barriers: the previous checkpoint's compaction is over (checkpoints
+    // run one at a time), so this is where what it does not hold begins.
     const from = replayStarts(previous, n, (c) => cfg.segmentPath(c), cfg.fs);
     const target = this.epochCell.load() + 1n;
     const barriers = this.slots.map((s) => expectReport(s, 'barrierDone'));
     for (const s of this.slots) sendCommand(s, { type: 'barrier', epoch: target });
     const settled = await Promise.allSettled(barriers);
     const failed = settled.find((r) => r.status === 'rejected');
-    if (failed !== undefined) {
-      this.resumeAll();
-      throw (failed as PromiseRejectedResult).reason;
-    }
+    // The cores that did write a barrier just go on: a barrier no checkpoint names is a marker.
+    if (failed !== undefined) throw (failed as PromiseRejectedResult).reason;
     const done = settled.map((r) => (r as PromiseFulfilledResult<WorkerReport>).value as Extract<WorkerReport, { type: 'barrierDone' }>);
     let epoch = target;
     for (const d of done) if (d.epoch > epoch) epoch = d.epoch;
-    let meta: PerCoreCheckpointMetadata;
-    try {
-      meta = checkpointAfterBarriers(cfg, store, id, epoch, from, done.map((d) => d.position), done.map((d) => d.sequence));
-    } catch (e) {
-      // No checkpoint: the segments stay whole and the cores go on (entries after the
-      // barriers belong to the new epoch either way).
-      this.epochCell.raiseTo(epoch);
-      this.resumeAll();
-      throw e;
-    }
+    // Every core has its barrier: from now on no core may stamp anything below `epoch`.
     this.epochCell.raiseTo(epoch);
-    if (!reset) {
-      this.resumeAll();
-      return meta;
-    }
+    await this.checkpointHook?.('barriers');
+    // The merge reads the segments up to the barriers while the workers append past them.
+    const meta = await checkpointAfterBarriersAsync(cfg, store, id, epoch, from, done.map((d) => d.position), done.map((d) => d.sequence));
+    await this.checkpointHook?.('durable');
+    if (!compact) return meta;
     // The checkpoint is durable (file and directory fsynced): only now may the WAL go.
-    const resets = this.slots.map((s) => expectReport(s, 'resetDone'));
-    for (const s of this.slots) if (s.failed === null) sendCommand(s, { type: 'reset' });
-    const r = await Promise.allSettled(resets);
+    const compactions = this.slots.map((s) => expectReport(s, 'compactDone'));
+    this.slots.forEach((s, c) => { if (s.failed === null) sendCommand(s, { type: 'compact', position: done[c]!.position }); });
+    const r = await Promise.allSettled(compactions);
     const bad = r.find((x) => x.status === 'rejected');
-    // A core that died before its reset is still recoverable: its barrier is in place.
+    // A core that died before its compaction is still recoverable: its barrier is in place.
     if (bad !== undefined) throw (bad as PromiseRejectedResult).reason;
+    await this.checkpointHook?.('compacted');
     return meta;
   }
 
-  private resumeAll(): void {
-    for (const s of this.slots) if (s.failed === null && !s.exited) sendCommand(s, { type: 'resume' });
+  private throwIfAnyFailed(): void {
+    for (const s of this.slots) {
+      if (s.failed !== null) {
+        throw new PerCoreWalError('WORKER_FAILED', `cannot checkpoint: the worker of core ${s.core} has failed; restart the pool to recover its segment`,
+          { coreId: s.core, path: this.paths[s.core], cause: s.failed });
+      }
+    }
   }
 
   /**

@@ -50,8 +50,7 @@ export const CMD = 48;
 
 export const STATE_STARTING = 0;
 export const STATE_RUNNING = 1;
-/** Between a checkpoint barrier and the segment reset: the ring fills, nothing is consumed. */
-export const STATE_PAUSED = 2;
+// 2 was STATE_PAUSED: workers no longer stop consuming at a checkpoint barrier.
 export const STATE_CLOSED = 3;
 export const STATE_FAILED = 4;
 /** Closing: nothing more is accepted; what is in the ring is still drained and synced. */
@@ -165,10 +164,10 @@ export interface CoreWorkerData {
 /** Pool → worker, on `port`. */
 export type PoolCommand =
   | { type: 'open'; epoch: bigint; minTimestampNs: bigint | null; minSequence: bigint | null }
-  /** Append an epoch barrier at `epoch` (or above the writer's epoch), sync, and pause. */
+  /** Append an epoch barrier at `epoch` (or above the writer's epoch), sync, report, and go on consuming. */
   | { type: 'barrier'; epoch: bigint }
-  | { type: 'reset' }
-  | { type: 'resume' }
+  /** Drop the segment up to `position` (a barrier's end a durable checkpoint holds) with `CoreWalWriter.compactFrom`. */
+  | { type: 'compact'; position: number }
   | { type: 'stop' }
   /** Test hook: make the worker die the way a bug or an OS kill would. */
   | { type: 'fault'; how: 'exit' | 'throw' | 'hang' };
@@ -178,6 +177,6 @@ export type WorkerReport =
   | { type: 'scanned'; validEnd: number; fileLen: number; entries: number; tail: string; lastEpoch: bigint | null; lastTimestampNs: bigint | null; nextSequence: bigint | null }
   | { type: 'ready'; position: number; sequence: bigint; epoch: bigint }
   | { type: 'barrierDone'; position: number; syncedPosition: number; sequence: bigint; epoch: bigint }
-  | { type: 'resetDone'; sequence: bigint }
+  | { type: 'compactDone'; position: number }
   | { type: 'closed'; position: number; sequence: bigint }
   | { type: 'failed'; error: WireError };

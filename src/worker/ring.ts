@@ -2,7 +2,7 @@ import { PerCoreWalError } from '../errors/errors.js';
 import { assert } from '../util/assert.js';
 import {
   align8, CTRL_BYTES, CTRL_WORDS, HEAD, LOCK, MAX_RING_BYTES, maxMessageBytes, MIN_RING_BYTES, MSG_HEADER, OP_PAD,
-  SLEEPING, STATE, STATE_PAUSED, STATE_RUNNING, STATE_STARTING, TAIL, TICKET_HI, TICKET_LO, WAKE,
+  SLEEPING, STATE, STATE_RUNNING, STATE_STARTING, TAIL, TICKET_HI, TICKET_LO, WAKE,
 } from './protocol.js';
 
 const TWO_32 = 4294967296;
@@ -71,7 +71,7 @@ export class RingProducer {
     this.lock();
     try {
       const state = Atomics.load(ctrl, STATE);
-      if (state !== STATE_RUNNING && state !== STATE_PAUSED && state !== STATE_STARTING) return RING_CLOSED;
+      if (state !== STATE_RUNNING && state !== STATE_STARTING) return RING_CLOSED;
       let head = Atomics.load(ctrl, HEAD);
       const used = (head - Atomics.load(ctrl, TAIL)) >>> 0;
       const free = this.cap - used;

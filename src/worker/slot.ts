@@ -79,9 +79,8 @@ export function expectReport(s: CoreSlot, type: WorkerReport['type']): Promise<W
 /** Posts a command and wakes the worker, wherever it sleeps. */
 export function sendCommand(s: CoreSlot, cmd: PoolCommand): void {
   s.port.postMessage(cmd);
-  // The worker may be asleep on WAKE (idle) or on CMD (paused): wake it either way.
+  // The worker reads CMD before each batch and sleeps only on WAKE (idle).
   Atomics.add(s.ctrl, CMD, 1);
   Atomics.add(s.ctrl, WAKE, 1);
-  Atomics.notify(s.ctrl, CMD);
   Atomics.notify(s.ctrl, WAKE);
 }

@@ -1,0 +1,131 @@
+import { setImmediate as nextTurn } from 'node:timers/promises';
+import { TAG_COMMIT, TAG_DELETE, TAG_PUT } from '../entry/codec.js';
+import type { PerCoreWalConfig } from '../manager/config.js';
+import { SegmentCursor } from '../recovery/cursor.js';
+import { CursorMerge } from '../recovery/merge.js';
+import { DELETED, ReplayTable } from '../recovery/replay-table.js';
+import type { CheckpointStore } from './store.js';
+
+/**
+ * What merging segments would change in a {@link CheckpointStore}, held aside so that the
+ * store can take all of it at once ({@link applyStaged}): a merge that yields to the event
+ * loop must not let anyone see the store half-way through it.
+ */
+export interface StagedChanges {
+  /** By map key: the value the key ends with, or null when it ends deleted. */
+  readonly kv: Map<string, Uint8Array | null>;
+  /** Source offsets set by Commit entries, the last one per source. */
+  readonly offsets: Map<string, bigint>;
+  /** The last watermark a Commit set; undefined when none did. */
+  watermark: bigint | undefined;
+  /** WAL entries merged (markers included). */
+  entries: number;
+}
+
+/** How the merge shares its thread: work for about `sliceMs`, then give the event loop a turn. */
+export interface MergeSlicing {
+  sliceMs: number;
+  /** Entries (or values read back) between two looks at the clock. */
+  stepEntries?: number;
+}
+
+const DEFAULT_SLICING: MergeSlicing = { sliceMs: 1, stepEntries: 1024 };
+
+/** Tells a long job on a shared thread when its slice is over, and gives the event loop its turn then. */
+export class Slicer {
+  readonly sliceMs: number;
+  readonly stepEntries: number;
+  private sliceStart = performance.now();
+
+  constructor(slicing: MergeSlicing = DEFAULT_SLICING) {
+    this.sliceMs = slicing.sliceMs;
+    this.stepEntries = slicing.stepEntries ?? 1024;
+  }
+
+  /** Resolves at once inside the slice; after it, on the event loop's next turn (setImmediate: I/O callbacks run first). */
+  async maybeYield(): Promise<void> {
+    if (performance.now() - this.sliceStart < this.sliceMs) return;
+    await nextTurn();
+    this.sliceStart = performance.now();
+  }
+}
+
+/**
+ * `mergeSegmentsIntoStore` (coordinator.ts) for a thread that others share: the same
+ * global order and the same replay table, but it stops every `sliceMs` to let the event
+ * loop run (the pool's producers live there and wait for their acknowledgements), and it
+ * collects the outcome in a {@link StagedChanges} instead of writing the store. The
+ * segments must hold whole synced records in `from`..`to` and nobody may rewrite that
+ * range while this runs (writers append past `to`, which is fine).
+ */
+export async function mergeSegmentsStaged(
+  cfg: PerCoreWalConfig, from: readonly number[], to: readonly number[], slicer: Slicer = new Slicer(),
+): Promise<StagedChanges> {
+  const step = slicer.stepEntries;
+  const out: StagedChanges = { kv: new Map(), offsets: new Map(), watermark: undefined, entries: 0 };
+  const cursors: SegmentCursor[] = [];
+  const maybeYield = (): Promise<void> => slicer.maybeYield();
+  try {
+    for (let c = 0; c < from.length; c++) {
+      cursors.push(new SegmentCursor(c, cfg.segmentPath(c), {
+        fs: cfg.fs, maxRecordSize: cfg.maxRecordSize, mode: 'absoluteConsistency', from: from[c]!, end: to[c]!,
+      }));
+    }
+    const table = new ReplayTable();
+    const merge = new CursorMerge(cursors);
+    const visit = (c: SegmentCursor): void => {
+      switch (c.hTag) {
+        case TAG_PUT: {
+          c.loadHeadKey();
+          const ref = c.headValueRef();
+          table.set(c.kBuf, c.kStart, c.kEnd, ref >= 0 ? ref : table.copyRef(c.headValue()));
+          break;
+        }
+        case TAG_DELETE:
+          c.loadHeadKey();
+          table.set(c.kBuf, c.kStart, c.kEnd, DELETED);
+          break;
+        case TAG_COMMIT: {
+          const op = c.headEntry().operation;
+          if (op.type !== 'commit') break;
+          for (const [name, off] of op.offsets) out.offsets.set(name, off);
+          if (op.watermark !== null) out.watermark = op.watermark;
+          break;
+        }
+        default: break; // Checkpoint and EpochBarrier entries are markers.
+      }
+    };
+    while (merge.step(visit, step)) await maybeYield();
+    out.entries = merge.count;
+    await maybeYield();
+    // foldReplay, in slices: values still in the segments are read back in file order.
+    const refs = new Float64Array(table.size);
+    let n = 0;
+    table.forEach((arena, start, end, ref, copy) => {
+      if (ref >= 0) { refs[n++] = ref; return; }
+      const k = Buffer.from(arena.buffer, arena.byteOffset, arena.byteLength).toString('latin1', start, end);
+      out.kv.set(k, ref === DELETED ? null : copy!);
+    });
+    await maybeYield();
+    // start * 65536 + core: ascending means ascending positions within each core.
+    const sorted = refs.subarray(0, n).sort();
+    const set = (k: string, v: Uint8Array): void => { out.kv.set(k, v); };
+    for (let i = 0; i < n; i++) {
+      const ref = sorted[i]!;
+      cursors[ref % 65536]!.putAt(Math.floor(ref / 65536), set);
+      if ((i + 1) % step === 0) await maybeYield();
+    }
+    return out;
+  } finally {
+    for (const c of cursors) c.close();
+  }
+}
+
+/** Writes staged changes into the store, synchronously: nobody sees a part of them without the rest. */
+export function applyStaged(store: CheckpointStore, staged: StagedChanges): void {
+  for (const [name, off] of staged.offsets) store.setSourceOffset(name, off);
+  if (staged.watermark !== undefined) store.setWatermark(staged.watermark);
+  for (const [k, v] of staged.kv) {
+    if (v === null) store.deleteByMapKey(k); else store.putByMapKey(k, v);
+  }
+}

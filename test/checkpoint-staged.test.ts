@@ -1,0 +1,73 @@
+import assert from 'node:assert/strict';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import { CheckpointStore } from '../src/index.js';
+import type { StagedChanges } from '../src/checkpoint/staged-merge.js';
+import { tempDir } from './helpers/tmp.js';
+
+// CheckpointStore.createCheckpointStaged: what the pool's checkpoint uses to write the file
+// in slices and switch the store to the merged state in one step.
+
+const bytes = (s: string): Buffer => Buffer.from(s);
+const mk = (s: string): string => Buffer.from(s).toString('latin1');
+
+function staged(n: number, tag: string): StagedChanges {
+  const kv = new Map<string, Uint8Array | null>();
+  for (let i = 0; i < n; i++) kv.set(mk(`s${i}`), bytes(`${tag}${i}`));
+  kv.set(mk('gone'), null);
+  return { kv, offsets: new Map([['src', 7n]]), watermark: 99n, entries: n + 1 };
+}
+
+function snapshot(store: CheckpointStore): Map<string, string> {
+  return new Map([...store.state().entries()].map(([k, v]) => [Buffer.from(k).toString(), Buffer.from(v).toString()]));
+}
+
+for (const [name, base] of [['in place (few changes)', 40_000], ['rebuilt map (many changes)', 10]] as const) {
+  test(`staged checkpoint, ${name}: readers see before or after, and the files load to what the store holds`, async () => {
+    const dir = join(tempDir(), 'cp');
+    const store = CheckpointStore.open({ checkpointDir: dir });
+    for (let i = 0; i < base; i++) store.put(`b${i}`, bytes(`v${i}`));
+    store.put('gone', bytes('x'));
+    store.createCheckpoint(1n);
+    for (let round = 2; round <= 3; round++) {
+      const before = store.size;
+      const sizes = new Set<number>();
+      let pauses = 0;
+      const meta = await store.createCheckpointStaged(BigInt(round), { epoch: BigInt(round) }, staged(3000, `r${round}-`), async () => {
+        pauses++;
+        sizes.add(store.size);
+        assert.equal(store.get('s0') === undefined, round === 2, 'the staged changes are not visible yet');
+        await new Promise((r) => setImmediate(r));
+      });
+      assert.ok(pauses > 0);
+      assert.deepEqual([...sizes], [before], 'the store did not change while the checkpoint was written');
+      assert.equal(store.get('gone'), undefined);
+      assert.equal(Buffer.from(store.get('s5')!).toString(), `r${round}-5`);
+      assert.equal(store.watermark(), 99n);
+      assert.equal(store.sourceOffsets().get('src'), 7n);
+      assert.equal(meta.keyCount, store.size);
+      assert.equal(store.latestCheckpoint()!.id, BigInt(round));
+      const reopened = CheckpointStore.open({ checkpointDir: dir });
+      assert.deepEqual(snapshot(reopened), snapshot(store), 'the checkpoint chain loads to the same state');
+      assert.equal(reopened.watermark(), 99n);
+    }
+  });
+}
+
+test('staged checkpoint: a change to the store while it is written falls back to the synchronous path, and keeps that change', async () => {
+  const dir = join(tempDir(), 'cp');
+  const store = CheckpointStore.open({ checkpointDir: dir });
+  for (let i = 0; i < 5000; i++) store.put(`b${i}`, bytes(`v${i}`));
+  store.createCheckpoint(1n);
+  let first = true;
+  await store.createCheckpointStaged(2n, {}, staged(5000, 'z'), async () => {
+    if (first) { first = false; store.put('user', bytes('meanwhile')); }
+    await new Promise((r) => setImmediate(r));
+  });
+  assert.equal(first, false, 'the writer paused at least once');
+  assert.equal(Buffer.from(store.get('user')!).toString(), 'meanwhile');
+  assert.equal(Buffer.from(store.get('s1')!).toString(), 'z1');
+  const reopened = CheckpointStore.open({ checkpointDir: dir });
+  assert.deepEqual(snapshot(reopened), snapshot(store));
+  assert.equal(reopened.latestCheckpoint()!.id, 2n);
+});
