@@ -1,14 +1,13 @@
-import { TAG_COMMIT, TAG_DELETE, TAG_PUT } from '../entry/codec.js';
 import type { U64Like } from '../entry/entry.js';
 import { PerCoreWalError } from '../errors/errors.js';
 import type { PerCoreWalConfig } from '../manager/config.js';
 import { PerCoreWalManager } from '../manager/manager.js';
-import { SegmentCursor } from '../recovery/cursor.js';
 import { mergeCursors } from '../recovery/merge.js';
-import { DELETED, foldReplay, ReplayTable } from '../recovery/replay-table.js';
+import { foldReplay, ReplayTable } from '../recovery/replay-table.js';
 import { assert } from '../util/assert.js';
 import { toU64 } from '../util/u64.js';
 import type { CheckpointMetadata } from './format.js';
+import { checkpointVisitor, openCheckpointCursors } from './merge-visit.js';
 import { barrierCrcAt, BARRIER_RECORD_SIZE, replayStarts } from './resume.js';
 import { mergeSegmentsStaged, Slicer, type MergeSlicing } from './staged-merge.js';
 import { CheckpointStore } from './store.js';
@@ -153,36 +152,13 @@ export class PerCoreCheckpointCoordinator {
  * no allocation per entry. Any bad byte is an error: these segments are live and synced.
  */
 export function mergeSegmentsIntoStore(cfg: PerCoreWalConfig, store: CheckpointStore, from: readonly number[], to: readonly number[]): number {
-  const cursors: SegmentCursor[] = [];
+  const cursors = openCheckpointCursors(cfg, from, to);
   try {
-    for (let c = 0; c < from.length; c++) {
-      cursors.push(new SegmentCursor(c, cfg.segmentPath(c), {
-        fs: cfg.fs, maxRecordSize: cfg.maxRecordSize, mode: 'absoluteConsistency', from: from[c]!, end: to[c]!,
-      }));
-    }
     const table = new ReplayTable();
-    const n = mergeCursors(cursors, (c) => {
-      switch (c.hTag) {
-        case TAG_PUT: {
-          c.loadHeadKey();
-          const ref = c.headValueRef();
-          table.set(c.kBuf, c.kStart, c.kEnd, ref >= 0 ? ref : table.copyRef(c.headValue()));
-          break;
-        }
-        case TAG_DELETE:
-          c.loadHeadKey();
-          table.set(c.kBuf, c.kStart, c.kEnd, DELETED);
-          break;
-        case TAG_COMMIT: {
-          const op = c.headEntry().operation;
-          if (op.type !== 'commit') break;
-          for (const [name, off] of op.offsets) store.setSourceOffset(name, off);
-          if (op.watermark !== null) store.setWatermark(op.watermark);
-          break;
-        }
-        default: break; // Checkpoint and EpochBarrier entries are markers.
-      }
-    });
+    const n = mergeCursors(cursors, checkpointVisitor(table, (offsets, watermark) => {
+      for (const [name, off] of offsets) store.setSourceOffset(name, off);
+      if (watermark !== null) store.setWatermark(watermark);
+    }));
     foldReplay(table, cursors, (k, v) => store.putByMapKey(k, v), (k) => store.deleteByMapKey(k));
     return n;
   } finally {

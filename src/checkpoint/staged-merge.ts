@@ -1,9 +1,8 @@
 import { setImmediate as nextTurn } from 'node:timers/promises';
-import { TAG_COMMIT, TAG_DELETE, TAG_PUT } from '../entry/codec.js';
 import type { PerCoreWalConfig } from '../manager/config.js';
-import { SegmentCursor } from '../recovery/cursor.js';
 import { CursorMerge } from '../recovery/merge.js';
 import { DELETED, ReplayTable } from '../recovery/replay-table.js';
+import { checkpointVisitor, openCheckpointCursors } from './merge-visit.js';
 import type { CheckpointStore } from './store.js';
 
 /**
@@ -63,38 +62,15 @@ export async function mergeSegmentsStaged(
 ): Promise<StagedChanges> {
   const step = slicer.stepEntries;
   const out: StagedChanges = { kv: new Map(), offsets: new Map(), watermark: undefined, entries: 0 };
-  const cursors: SegmentCursor[] = [];
+  const cursors = openCheckpointCursors(cfg, from, to);
   const maybeYield = (): Promise<void> => slicer.maybeYield();
   try {
-    for (let c = 0; c < from.length; c++) {
-      cursors.push(new SegmentCursor(c, cfg.segmentPath(c), {
-        fs: cfg.fs, maxRecordSize: cfg.maxRecordSize, mode: 'absoluteConsistency', from: from[c]!, end: to[c]!,
-      }));
-    }
     const table = new ReplayTable();
     const merge = new CursorMerge(cursors);
-    const visit = (c: SegmentCursor): void => {
-      switch (c.hTag) {
-        case TAG_PUT: {
-          c.loadHeadKey();
-          const ref = c.headValueRef();
-          table.set(c.kBuf, c.kStart, c.kEnd, ref >= 0 ? ref : table.copyRef(c.headValue()));
-          break;
-        }
-        case TAG_DELETE:
-          c.loadHeadKey();
-          table.set(c.kBuf, c.kStart, c.kEnd, DELETED);
-          break;
-        case TAG_COMMIT: {
-          const op = c.headEntry().operation;
-          if (op.type !== 'commit') break;
-          for (const [name, off] of op.offsets) out.offsets.set(name, off);
-          if (op.watermark !== null) out.watermark = op.watermark;
-          break;
-        }
-        default: break; // Checkpoint and EpochBarrier entries are markers.
-      }
-    };
+    const visit = checkpointVisitor(table, (offsets, watermark) => {
+      for (const [name, off] of offsets) out.offsets.set(name, off);
+      if (watermark !== null) out.watermark = watermark;
+    });
     while (merge.step(visit, step)) await maybeYield();
     out.entries = merge.count;
     await maybeYield();
