@@ -1,7 +1,7 @@
 import { setImmediate as nextTurn } from 'node:timers/promises';
 import type { PerCoreWalConfig } from '../manager/config.js';
 import { CursorMerge } from '../recovery/merge.js';
-import { DELETED, ReplayTable } from '../recovery/replay-table.js';
+import { foldCopied, readBackRef, ReplayTable } from '../recovery/replay-table.js';
 import { checkpointVisitor, openCheckpointCursors } from './merge-visit.js';
 import type { CheckpointStore } from './store.js';
 
@@ -75,20 +75,11 @@ export async function mergeSegmentsStaged(
     out.entries = merge.count;
     await maybeYield();
     // foldReplay, in slices: values still in the segments are read back in file order.
-    const refs = new Float64Array(table.size);
-    let n = 0;
-    table.forEach((arena, start, end, ref, copy) => {
-      if (ref >= 0) { refs[n++] = ref; return; }
-      const k = Buffer.from(arena.buffer, arena.byteOffset, arena.byteLength).toString('latin1', start, end);
-      out.kv.set(k, ref === DELETED ? null : copy!);
-    });
-    await maybeYield();
-    // start * 65536 + core: ascending means ascending positions within each core.
-    const sorted = refs.subarray(0, n).sort();
     const set = (k: string, v: Uint8Array): void => { out.kv.set(k, v); };
-    for (let i = 0; i < n; i++) {
-      const ref = sorted[i]!;
-      cursors[ref % 65536]!.putAt(Math.floor(ref / 65536), set);
+    const refs = foldCopied(table, set, (k) => { out.kv.set(k, null); });
+    await maybeYield();
+    for (let i = 0; i < refs.length; i++) {
+      readBackRef(cursors, refs[i]!, set);
       if ((i + 1) % step === 0) await maybeYield();
     }
     return out;

@@ -133,6 +133,16 @@ export function hashBytes(buf: Uint8Array, start: number, end: number): number {
 export function foldReplay(
   table: ReplayTable, cursors: readonly SegmentCursor[], set: (key: string, value: Uint8Array) => void, del: (key: string) => void,
 ): void {
+  const refs = foldCopied(table, set, del);
+  for (let i = 0; i < refs.length; i++) readBackRef(cursors, refs[i]!, set);
+}
+
+/**
+ * The first half of {@link foldReplay}: deletions and copied values go to `del` / `set`
+ * now; returns the references of the values still in their segments, sorted so that
+ * reading them back in order ({@link readBackRef}) reads every segment forward.
+ */
+export function foldCopied(table: ReplayTable, set: (key: string, value: Uint8Array) => void, del: (key: string) => void): Float64Array {
   const refs = new Float64Array(table.size);
   let n = 0;
   table.forEach((arena, start, end, ref, copy) => {
@@ -141,9 +151,10 @@ export function foldReplay(
     if (ref === DELETED) del(k); else set(k, copy!);
   });
   // start * 65536 + core: ascending means ascending positions within each core.
-  const sorted = refs.subarray(0, n).sort();
-  for (let i = 0; i < n; i++) {
-    const ref = sorted[i]!;
-    cursors[ref % 65536]!.putAt(Math.floor(ref / 65536), set);
-  }
+  return refs.subarray(0, n).sort();
+}
+
+/** The second half of {@link foldReplay}: one live Put, read back from its record, to `set`. */
+export function readBackRef(cursors: readonly SegmentCursor[], ref: number, set: (key: string, value: Uint8Array) => void): void {
+  cursors[ref % 65536]!.putAt(Math.floor(ref / 65536), set);
 }
