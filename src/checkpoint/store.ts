@@ -12,6 +12,9 @@ import {
 import { applyStaged, type StagedChanges } from './staged-merge.js';
 import { KvState, mapKey, userMapKey, type StateView } from './state.js';
 
+/** A checkpoint file being written under its temporary name. */
+interface TempFile { fd: number; tmp: string; w: CheckpointFileWriter }
+
 /** See createCheckpointStaged: rebuild the state's map when the changes are at least 1/REBUILD_RATIO of it. */
 const REBUILD_RATIO = 8;
 
@@ -365,47 +368,63 @@ export class CheckpointStore {
   private async writeFileSliced(
     path: string, meta: Parameters<typeof encodeMeta>[0], incremental: boolean, records: (w: CheckpointFileWriter) => Promise<boolean>,
   ): Promise<{ sizeBytes: number; bodyCrc: number; recordCount: number } | null> {
-    const fs = this.fs;
-    const tmp = path + TMP_SUFFIX;
-    const fd = this.openTemp(tmp);
-    let result;
+    const f = this.beginFile(path, meta, incremental);
+    let complete: boolean;
     try {
-      const w = new CheckpointFileWriter(fs, fd, tmp, fileFlags(meta, incremental), encodeMeta(meta));
-      if (!(await records(w))) {
-        closeQuietly(fs, fd);
-        removeQuietly(fs, tmp);
-        return null;
-      }
-      result = w.finish();
-      fsyncTemp(fs, fd, tmp);
+      complete = await records(f.w);
     } catch (e) {
-      closeQuietly(fs, fd);
-      removeQuietly(fs, tmp);
+      this.abandonFile(f);
       throw e;
     }
-    this.publish(fd, tmp, path);
-    return result;
+    if (!complete) {
+      this.abandonFile(f);
+      return null;
+    }
+    return this.finishFile(f, path);
   }
 
   private writeFile(
     path: string, meta: Parameters<typeof encodeMeta>[0], incremental: boolean, records: (w: CheckpointFileWriter) => void,
   ): { sizeBytes: number; bodyCrc: number; recordCount: number } {
-    const fs = this.fs;
-    const tmp = path + TMP_SUFFIX;
-    const fd = this.openTemp(tmp);
-    let result;
+    const f = this.beginFile(path, meta, incremental);
     try {
-      const w = new CheckpointFileWriter(fs, fd, tmp, fileFlags(meta, incremental), encodeMeta(meta));
-      records(w);
-      result = w.finish();
-      fsyncTemp(fs, fd, tmp);
+      records(f.w);
     } catch (e) {
-      closeQuietly(fs, fd);
-      removeQuietly(fs, tmp);
+      this.abandonFile(f);
       throw e;
     }
-    this.publish(fd, tmp, path);
+    return this.finishFile(f, path);
+  }
+
+  /** Opens `path`'s temporary file and starts a checkpoint file in it. */
+  private beginFile(path: string, meta: Parameters<typeof encodeMeta>[0], incremental: boolean): TempFile {
+    const tmp = path + TMP_SUFFIX;
+    const fd = this.openTemp(tmp);
+    try {
+      return { fd, tmp, w: new CheckpointFileWriter(this.fs, fd, tmp, fileFlags(meta, incremental), encodeMeta(meta)) };
+    } catch (e) {
+      this.abandonFile({ fd, tmp });
+      throw e;
+    }
+  }
+
+  /** Ends the file, fsyncs it and renames it to `path`, durably. */
+  private finishFile(f: TempFile, path: string): { sizeBytes: number; bodyCrc: number; recordCount: number } {
+    let result;
+    try {
+      result = f.w.finish();
+      fsyncTemp(this.fs, f.fd, f.tmp);
+    } catch (e) {
+      this.abandonFile(f);
+      throw e;
+    }
+    this.publish(f.fd, f.tmp, path);
     return result;
+  }
+
+  private abandonFile(f: { fd: number; tmp: string }): void {
+    closeQuietly(this.fs, f.fd);
+    removeQuietly(this.fs, f.tmp);
   }
 
   private openTemp(tmp: string): number {
