@@ -123,6 +123,12 @@ int iov_from_array(napi_env env, napi_value array, uint32_t n, struct iovec* iov
   return 0;
 }
 
+bool write_args(napi_env env, const napi_value* args, int32_t* fd, uint32_t* n, double* position) {
+  bool is_array = false;
+  return napi_get_value_int32(env, args[0], fd) == napi_ok && napi_is_array(env, args[1], &is_array) == napi_ok && is_array &&
+         napi_get_array_length(env, args[1], n) == napi_ok && napi_get_value_double(env, args[2], position) == napi_ok && *position >= 0;
+}
+
 static napi_value writev_datasync(napi_env env, napi_callback_info info) {
   size_t argc = 4;
   napi_value argv[4];
@@ -130,11 +136,9 @@ static napi_value writev_datasync(napi_env env, napi_callback_info info) {
   int32_t fd;
   double position;
   uint32_t n = 0;
-  bool is_array = false;
   napi_valuetype cbtype = napi_undefined;
-  if (argc < 4 || napi_get_value_int32(env, argv[0], &fd) != napi_ok || napi_is_array(env, argv[1], &is_array) != napi_ok || !is_array ||
-      napi_get_array_length(env, argv[1], &n) != napi_ok || n == 0 || napi_get_value_double(env, argv[2], &position) != napi_ok ||
-      !(position >= 0) || napi_typeof(env, argv[3], &cbtype) != napi_ok || cbtype != napi_function) {
+  if (argc < 4 || !write_args(env, argv, &fd, &n, &position) || n == 0 || napi_typeof(env, argv[3], &cbtype) != napi_ok ||
+      cbtype != napi_function) {
     napi_throw_type_error(env, NULL, "writevDatasync(fd: number, buffers: Uint8Array[] (not empty), position: number >= 0, callback)");
     return NULL;
   }

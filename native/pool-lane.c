@@ -363,11 +363,9 @@ static napi_value lane_submit(napi_env env, napi_callback_info info) {
   napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
   int32_t fd;
   double position;
-  bool is_array = false, sync = false;
+  bool sync = false;
   uint32_t n = 0;
-  if (argc < 5 || napi_get_value_int32(env, argv[1], &fd) != napi_ok || napi_is_array(env, argv[2], &is_array) != napi_ok || !is_array ||
-      napi_get_array_length(env, argv[2], &n) != napi_ok || napi_get_value_double(env, argv[3], &position) != napi_ok || !(position >= 0) ||
-      napi_get_value_bool(env, argv[4], &sync) != napi_ok) {
+  if (argc < 5 || !write_args(env, argv + 1, &fd, &n, &position) || napi_get_value_bool(env, argv[4], &sync) != napi_ok) {
     napi_throw_type_error(env, NULL, "laneSubmit(lane, fd: number, buffers: Uint8Array[], position: number >= 0, sync: boolean)");
     return NULL;
   }
