@@ -6,24 +6,10 @@ import { compareHeads, type SegmentCursor } from './cursor.js';
  * heap (SPEC invariant 8). `tick` is called every `tickEvery` entries (progress).
  */
 export function mergeCursors(cursors: readonly SegmentCursor[], visit: (c: SegmentCursor) => void, tick?: () => void, tickEvery = 4096): number {
-  const heap: SegmentCursor[] = [];
-  for (const c of cursors) if (c.advance()) heap.push(c);
-  for (let i = (heap.length >> 1) - 1; i >= 0; i--) siftDown(heap, i);
-  let n = 0;
-  let untilTick = tickEvery;
-  while (heap.length > 0) {
-    const top = heap[0]!;
-    visit(top);
-    n++;
-    if (!top.advance()) {
-      const last = heap.pop()!;
-      if (heap.length === 0) break;
-      heap[0] = last;
-    }
-    if (heap.length > 1) siftDown(heap, 0);
-    if (--untilTick === 0 && tick !== undefined) { untilTick = tickEvery; tick(); }
-  }
-  return n;
+  const merge = new CursorMerge(cursors);
+  if (tick === undefined) merge.step(visit, Infinity);
+  else while (merge.step(visit, tickEvery)) tick();
+  return merge.count;
 }
 
 function siftDown(heap: SegmentCursor[], k: number): void {
@@ -59,10 +45,11 @@ export class CursorMerge {
   /** Visits up to `max` entries; false once every cursor is exhausted. */
   step(visit: (c: SegmentCursor) => void, max: number): boolean {
     const heap = this.heap;
-    for (let i = 0; i < max && heap.length > 0; i++) {
+    let n = 0;
+    while (n < max && heap.length > 0) {
       const top = heap[0]!;
       visit(top);
-      this.count++;
+      n++;
       if (!top.advance()) {
         const last = heap.pop()!;
         if (heap.length === 0) break;
@@ -70,6 +57,7 @@ export class CursorMerge {
       }
       if (heap.length > 1) siftDown(heap, 0);
     }
+    this.count += n;
     return heap.length > 0;
   }
 }
