@@ -1,5 +1,4 @@
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -9,6 +8,7 @@ import { crc32cJs, encodeRecord, PerCoreWalEntry, PerCoreWalReader, realFs } fro
 import { RECOVERY_MODES, SegmentCursor, type RecoveryMode } from '../src/recovery/cursor.js';
 import { corruptionSweep, describeResult, sweepSegment } from './helpers/corrupt-sweep.js';
 import { tempDir } from './helpers/tmp.js';
+import { runModule } from './helpers/run-module.js';
 
 // The reader checks CRCs a run of frames at a time (verifyFrames) and trusts a record only
 // when a run vouches for it; everything else takes the per-record path. These tests hold
@@ -37,8 +37,7 @@ test('damage at every byte, and a cut at every byte: the same result and positio
     const lines = corruptionSweep(${JSON.stringify(dir)}, true);
     console.log(JSON.stringify([verifyBackend.native, lines.length, createHash('sha256').update(lines.join('\\n')).digest('hex')]));
   `;
-  const r = spawnSync(process.execPath, ['--input-type=module', '-e', script],
-    { env: { ...process.env, COREWAL_FRAMES_ADDON: 'off' }, encoding: 'utf8' });
+  const r = runModule(script, { env: { ...process.env, COREWAL_FRAMES_ADDON: 'off' } });
   assert.equal(r.status, 0, r.stderr);
   assert.deepEqual(JSON.parse(r.stdout), [false, perRecord.length, digest(perRecord)]);
 });

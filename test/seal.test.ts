@@ -1,5 +1,4 @@
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
@@ -8,6 +7,7 @@ import { fileURLToPath } from 'node:url';
 import { crc32cJs, RECORD_HEADER_SIZE } from '../src/index.js';
 import { sealBackend, sealFrames } from '../src/record/seal.js';
 import { tempDir } from './helpers/tmp.js';
+import { runModule } from './helpers/run-module.js';
 
 const root = join(fileURLToPath(import.meta.url), '..', '..', '..');
 const addonBuilt = existsSync(join(root, 'build', 'Release', 'corewal_frames.node'));
@@ -87,8 +87,7 @@ test('without the addon the writer seals in TypeScript: records written, read ba
     let n = 0;
     for (;;) { const x = r.readNext(); if (x.kind !== 'entry') { console.log(JSON.stringify([sealBackend.native, n, x.kind])); break; } n++; }
   `;
-  const r = spawnSync(process.execPath, ['--input-type=module', '-e', script],
-    { env: { ...process.env, COREWAL_FRAMES_ADDON: 'off' }, encoding: 'utf8' });
+  const r = runModule(script, { env: { ...process.env, COREWAL_FRAMES_ADDON: 'off' } });
   assert.equal(r.status, 0, r.stderr);
   assert.deepEqual(JSON.parse(r.stdout), [false, 500, 'eof']);
 });

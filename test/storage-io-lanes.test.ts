@@ -3,7 +3,7 @@
 // StorageIo contract with lanes on (the default) and off is storage-io-thread-pool.test.ts;
 // this file is what only lanes do: reuse a thread, give it back, and leave nothing behind.
 import assert from 'node:assert/strict';
-import { execFileSync, spawnSync } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import { constants } from 'node:os';
 import { join } from 'node:path';
@@ -12,6 +12,7 @@ import { fileURLToPath } from 'node:url';
 import { PerCoreWalError, ThreadPoolStorageIo } from '../src/index.js';
 import { nativeAddon } from '../src/util/native.js';
 import { waitForTokens } from './helpers/storage-io-suite.js';
+import { runModule } from './helpers/run-module.js';
 import { b, tempDir } from './helpers/tmp.js';
 
 const dir = tempDir();
@@ -203,9 +204,7 @@ test('work that overlaps a lane\'s job runs on another of the fd\'s lanes or, pa
 /** Runs `code` (an ES module importing corewal as `index`) in a fresh node; its exit code and output. */
 function child(code: string, env: NodeJS.ProcessEnv = process.env): { status: number | null; signal: string | null; out: string; ms: number } {
   const t = performance.now();
-  const r = spawnSync(process.execPath, ['--input-type=module', '-e', `import * as cw from ${JSON.stringify(index)};\n${code}`], {
-    encoding: 'utf8', timeout: 30_000, env,
-  });
+  const r = runModule(`import * as cw from ${JSON.stringify(index)};\n${code}`, { env });
   return { status: r.status, signal: r.signal, out: `${r.stdout}${r.stderr}`, ms: performance.now() - t };
 }
 

@@ -12,6 +12,7 @@ import { settle, storageIoSuite } from './helpers/storage-io-suite.js';
 import { b, tempDir } from './helpers/tmp.js';
 import { withSmallTmpfs } from './helpers/small-tmpfs.js';
 import { drainAll } from './helpers/storage-io-suite.js';
+import { runModule } from './helpers/run-module.js';
 
 const support = UringStorageIo.isSupported();
 const skip = support.supported ? false : `UringStorageIo unsupported here: ${support.reason}`;
@@ -831,7 +832,7 @@ describe('UringStorageIo', { skip }, () => {
         while (sio.pendingCount() > 0) { await sio.waitForCompletions(); sio.pollCompletions([]); }
         ${doClose ? 'sio.close();' : ''}
         console.log('done');`;
-      const r = spawnSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8', timeout: 20_000 });
+      const r = runModule(script, { timeout: 20_000 });
       assert.equal(r.signal, null, `process ${doClose ? 'with' : 'without'} close() exited by itself`);
       assert.equal(r.status, 0, r.stderr);
       assert.equal(r.stdout.trim(), 'done');
@@ -853,7 +854,7 @@ describe('UringStorageIo', { skip }, () => {
       const w = new Worker(code, { eval: true, type: 'module' });
       w.on('exit', (c) => { console.log('worker exit', c); });
       w.on('error', (e) => { console.error(e); process.exitCode = 1; });`;
-    const r = spawnSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8', timeout: 20_000 });
+    const r = runModule(script, { timeout: 20_000 });
     assert.equal(r.signal, null);
     assert.equal(r.status, 0, r.stderr);
     assert.match(r.stdout, /worker exit 0/);
@@ -867,9 +868,7 @@ describe('UringStorageIo', { skip }, () => {
       try { UringStorageIo.create(); } catch (e) { code = e.code; }
       console.log(JSON.stringify({ s, code, writer: typeof CoreWalWriter.create }));`;
     for (const [env, pattern] of [['/nonexistent/corewal_uring.node', /not built/], ['off', /disabled/]] as const) {
-      const r = spawnSync(process.execPath, ['--input-type=module', '-e', script], {
-        encoding: 'utf8', timeout: 20_000, env: { ...process.env, COREWAL_URING_ADDON: env },
-      });
+      const r = runModule(script, { timeout: 20_000, env: { ...process.env, COREWAL_URING_ADDON: env } });
       assert.equal(r.status, 0, r.stderr);
       const got = JSON.parse(r.stdout) as { s: { supported: boolean; reason: string }; code: string; writer: string };
       assert.equal(got.s.supported, false);

@@ -1,5 +1,4 @@
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
@@ -7,6 +6,7 @@ import { fileURLToPath } from 'node:url';
 import fc from 'fast-check';
 import { crc32cJs, RECORD_HEADER_SIZE } from '../src/index.js';
 import { verifyBackend, verifyFrames, verifyFramesJs } from '../src/record/verify.js';
+import { runModule } from './helpers/run-module.js';
 
 const root = join(fileURLToPath(import.meta.url), '..', '..', '..');
 const addonBuilt = existsSync(join(root, 'build', 'Release', 'corewal_frames.node'));
@@ -120,7 +120,7 @@ test('without the addon verifyFrames is the TypeScript one, with the same result
     console.log(JSON.stringify({ native: verifyBackend.native, out }));
   `;
   const run = (env: NodeJS.ProcessEnv): { native: boolean; out: [number, number, number][] } => {
-    const r = spawnSync(process.execPath, ['--input-type=module', '-e', script], { env: { ...process.env, ...env }, encoding: 'utf8' });
+    const r = runModule(script, { env: { ...process.env, ...env } });
     assert.equal(r.status, 0, r.stderr);
     return JSON.parse(r.stdout) as { native: boolean; out: [number, number, number][] };
   };
