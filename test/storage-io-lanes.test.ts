@@ -264,8 +264,8 @@ test('a worker thread that is terminated while its lanes run jobs exits cleanly'
   assert.match(r.out, /survived/);
 });
 
-test('with a pool of one thread (UV_THREADPOOL_SIZE=1) no lane lingers on it', { skip }, () => {
-  const file = join(dir, 'one-thread.bin');
+/** 50 write + datasync rounds on lanes lingering 1 s, with `poolSize` pool threads, a pause after each. */
+function roundsOnPool(file: string, poolSize: number): { laneJobs: number; laneThreads: number; laneWakes: number; otherWorkMs: number } {
   const r = child(`
     import * as fs from 'node:fs';
     const sio = new cw.ThreadPoolStorageIo({ lingerMs: 1000 });
@@ -277,21 +277,32 @@ test('with a pool of one thread (UV_THREADPOOL_SIZE=1) no lane lingers on it', {
       sio.flush();
       out.length = 0;
       while (out.length < 2) { await sio.waitForCompletions(); sio.pollCompletions(out); }
+      // Long enough for the thread to have parked or given itself back before the next round.
+      await new Promise((r) => setTimeout(r, 2));
     }
     // Other pool work right after: a lane lingering on the only thread would hold it up for 1 s.
     const t = performance.now();
     await fs.promises.readFile(${JSON.stringify(file)});
     const otherWorkMs = performance.now() - t;
-    const { laneJobs, laneThreads } = sio.info();
+    const { laneJobs, laneThreads, laneWakes } = sio.info();
     sio.close();
-    console.log(JSON.stringify({ laneJobs, laneThreads, otherWorkMs }));
-  `, { ...process.env, UV_THREADPOOL_SIZE: '1' });
+    console.log(JSON.stringify({ laneJobs, laneThreads, laneWakes, otherWorkMs }));
+  `, { ...process.env, UV_THREADPOOL_SIZE: String(poolSize) });
   assert.equal(r.status, 0, r.out);
-  const info = JSON.parse(r.out.trim().split('\n').pop()!) as { laneJobs: number; laneThreads: number; otherWorkMs: number };
-  assert.equal(info.laneJobs, 50);
-  // Nearly every job needed a new pool job (a lingering lane would have needed one in all);
-  // a few were taken by a thread that had not yet returned to the pool.
-  assert.ok(info.laneThreads > 25, JSON.stringify(info));
-  assert.ok(info.otherWorkMs < 500, `a readFile behind the lane waited ${info.otherWorkMs} ms`);
   assert.equal(fs.readFileSync(file, 'utf8'), 'r;'.repeat(50));
+  return JSON.parse(r.out.trim().split('\n').pop()!);
+}
+
+test('with a pool of one thread (UV_THREADPOOL_SIZE=1) no lane lingers on it', { skip }, () => {
+  // The control: with four threads, a lane parks after each round and the next wakes it.
+  const four = roundsOnPool(join(dir, 'four-threads.bin'), 4);
+  assert.equal(four.laneJobs, 50);
+  assert.ok(four.laneWakes > 25, JSON.stringify(four));
+  const one = roundsOnPool(join(dir, 'one-thread.bin'), 1);
+  assert.equal(one.laneJobs, 50);
+  // Never parked, so never woken: every round either found the thread still finishing the
+  // last one, or queued a new pool job.
+  assert.equal(one.laneWakes, 0, JSON.stringify(one));
+  assert.ok(one.laneThreads >= 1, JSON.stringify(one));
+  assert.ok(one.otherWorkMs < 500, `a readFile behind the lane waited ${one.otherWorkMs} ms`);
 });

@@ -207,8 +207,9 @@ export class ThreadPoolStorageIo implements StorageIo {
   /** Lane microseconds to linger; 0 when lanes are off. */
   private readonly lingerUs: number;
   private laneJobs = 0;
-  /** Pool jobs queued by lanes already closed. */
+  /** Pool jobs queued, and parked threads woken, by lanes already closed. */
   private laneThreadsClosed = 0;
+  private laneWakesClosed = 0;
   private wake: (() => void) | null = null;
   private waitP: Promise<void> | null = null;
   private idleWaiters: (() => void)[] = [];
@@ -232,12 +233,27 @@ export class ThreadPoolStorageIo implements StorageIo {
   /**
    * Whether write + datasync jobs run natively and how many have been started; whether fds
    * run on sticky lanes, the jobs those ran, and the pool jobs queued for them (the fewer
-   * per lane job, the more often the event loop handed a job straight to a waiting thread).
+   * per lane job, the more often the event loop handed a job straight to a waiting thread),
+   * and how many of those hand-overs woke a thread that had parked to linger.
    */
-  info(): { nativeJobs: boolean; writeDatasyncJobs: number; lanes: boolean; laneJobs: number; laneThreads: number } {
+  info(): { nativeJobs: boolean; writeDatasyncJobs: number; lanes: boolean; laneJobs: number; laneThreads: number; laneWakes: number } {
     let threads = this.laneThreadsClosed;
-    for (const f of this.fds) for (const l of f?.lanes ?? []) threads += this.native!.laneStats!(l.handle).threads;
-    return { nativeJobs: this.native !== null, writeDatasyncJobs: this.writeDatasyncJobs, lanes: this.lingerUs > 0, laneJobs: this.laneJobs, laneThreads: threads };
+    let wakes = this.laneWakesClosed;
+    for (const f of this.fds) {
+      for (const l of f?.lanes ?? []) {
+        const st = this.native!.laneStats!(l.handle);
+        threads += st.threads;
+        wakes += st.wakes;
+      }
+    }
+    return {
+      nativeJobs: this.native !== null,
+      writeDatasyncJobs: this.writeDatasyncJobs,
+      lanes: this.lingerUs > 0,
+      laneJobs: this.laneJobs,
+      laneThreads: threads,
+      laneWakes: wakes,
+    };
   }
 
   registerFd(fd: number): IoFd {
@@ -738,7 +754,9 @@ export class ThreadPoolStorageIo implements StorageIo {
     if (f.closing || f.writing || f.syncing > 0 || f.head < f.kind.length) return;
     f.closing = true;
     for (const l of f.lanes) {
-      this.laneThreadsClosed += this.native!.laneStats!(l.handle).threads;
+      const st = this.native!.laneStats!(l.handle);
+      this.laneThreadsClosed += st.threads;
+      this.laneWakesClosed += st.wakes;
       this.native!.laneClose!(l.handle);
     }
     f.lanes.length = 0;
