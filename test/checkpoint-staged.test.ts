@@ -1,7 +1,9 @@
 import assert from 'node:assert/strict';
+import { readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { CheckpointStore } from '../src/index.js';
+import { CheckpointStore, PerCoreWalError } from '../src/index.js';
+import { realFs, type WalFs } from '../src/io/fs.js';
 import type { StagedChanges } from '../src/checkpoint/staged-merge.js';
 import { tempDir } from './helpers/tmp.js';
 
@@ -70,4 +72,81 @@ test('staged checkpoint: a change to the store while it is written falls back to
   const reopened = CheckpointStore.open({ checkpointDir: dir });
   assert.deepEqual(snapshot(reopened), snapshot(store));
   assert.equal(reopened.latestCheckpoint()!.id, 2n);
+});
+
+/** Node's fs, with the checkpoint file's fsync held until `release`, and fsyncSync counted. */
+function heldFsync(): { fs: WalFs; syncCalls: () => number; started: Promise<void>; release: (err?: Error) => void } {
+  let syncCalls = 0;
+  let onStart!: () => void;
+  const started = new Promise<void>((r) => { onStart = r; });
+  let release!: (err?: Error) => void;
+  const held = new Promise<Error | undefined>((r) => { release = r; });
+  const fs: WalFs = {
+    ...realFs,
+    fsyncSync: (fd) => { syncCalls++; realFs.fsyncSync(fd); },
+    fsyncAsync: async (fd) => {
+      onStart();
+      const err = await held;
+      if (err) throw err;
+      await realFs.fsyncAsync!(fd);
+    },
+  };
+  return { fs, syncCalls: () => syncCalls, started, release };
+}
+
+test('staged checkpoint: the file\'s fsync runs off the thread, which goes on meanwhile', async () => {
+  const dir = join(tempDir(), 'cp');
+  const h = heldFsync();
+  const store = CheckpointStore.open({ checkpointDir: dir, fs: h.fs });
+  for (let i = 0; i < 100; i++) store.put(`b${i}`, bytes(`v${i}`));
+  store.createCheckpoint(1n);
+  const syncsBefore = h.syncCalls();
+  const done = store.createCheckpointStaged(2n, {}, staged(100, 'y'), () => new Promise((r) => setImmediate(r)));
+  await h.started;
+  // The fsync is held: timers run, and the store still shows the state before the checkpoint.
+  await new Promise((r) => setTimeout(r, 5));
+  assert.equal(store.latestCheckpoint()!.id, 1n);
+  assert.equal(store.get('s1'), undefined);
+  h.release();
+  const meta = await done;
+  assert.equal(meta.id, 2n);
+  assert.equal(h.syncCalls(), syncsBefore, 'no fsyncSync on the calling thread');
+  assert.equal(Buffer.from(store.get('s1')!).toString(), 'y1');
+  assert.deepEqual(snapshot(CheckpointStore.open({ checkpointDir: dir })), snapshot(store));
+});
+
+test('staged checkpoint: a change to the store during the fsync drops that file and keeps the change', async () => {
+  const dir = join(tempDir(), 'cp');
+  const h = heldFsync();
+  const store = CheckpointStore.open({ checkpointDir: dir, fs: h.fs });
+  for (let i = 0; i < 100; i++) store.put(`b${i}`, bytes(`v${i}`));
+  store.createCheckpoint(1n);
+  const done = store.createCheckpointStaged(2n, {}, staged(100, 'y'), () => new Promise((r) => setImmediate(r)));
+  await h.started;
+  store.put('user', bytes('during-fsync'));
+  h.release();
+  await done;
+  assert.equal(Buffer.from(store.get('user')!).toString(), 'during-fsync');
+  assert.equal(Buffer.from(store.get('s1')!).toString(), 'y1');
+  const reopened = CheckpointStore.open({ checkpointDir: dir });
+  assert.equal(reopened.latestCheckpoint()!.id, 2n);
+  assert.deepEqual(snapshot(reopened), snapshot(store), 'checkpoint 2 holds the change made during the fsync');
+});
+
+test('staged checkpoint: a failed fsync is an IO error; the store and its files stay at the last checkpoint', async () => {
+  const dir = join(tempDir(), 'cp');
+  const h = heldFsync();
+  const store = CheckpointStore.open({ checkpointDir: dir, fs: h.fs });
+  for (let i = 0; i < 100; i++) store.put(`b${i}`, bytes(`v${i}`));
+  store.createCheckpoint(1n);
+  const done = store.createCheckpointStaged(2n, {}, staged(100, 'y'), () => new Promise((r) => setImmediate(r)));
+  await h.started;
+  h.release(Object.assign(new Error('EIO: i/o error, fsync'), { code: 'EIO', errno: -5, syscall: 'fsync' }));
+  await assert.rejects(done, (e: unknown) => e instanceof PerCoreWalError && e.code === 'IO');
+  assert.equal(store.latestCheckpoint()!.id, 1n);
+  assert.equal(store.get('s1'), undefined);
+  assert.deepEqual(readdirSync(dir).filter((n) => !n.startsWith('checkpoint-') || n.includes('.tmp')), [], 'no temporary file left');
+  const reopened = CheckpointStore.open({ checkpointDir: dir });
+  assert.equal(reopened.latestCheckpoint()!.id, 1n);
+  assert.deepEqual(snapshot(reopened), snapshot(store));
 });

@@ -1,7 +1,7 @@
 import { dirname, join } from 'node:path';
 import type { U64Like } from '../entry/entry.js';
 import { ioError, PerCoreWalError } from '../errors/errors.js';
-import { realFs, type WalFs } from '../io/fs.js';
+import { fsyncOffThread, realFs, type WalFs } from '../io/fs.js';
 import { requireBytes, toI64, toPosition, toU64 } from '../util/u64.js';
 import {
   CheckpointFileWriter, encodeMeta, FLAG_INCREMENTAL, FLAG_WATERMARK, type CheckpointMetadata,
@@ -284,7 +284,7 @@ export class CheckpointStore {
     if (moved()) return this.applyThenCheckpoint(id, options, staged);
     const plan = this.plan(id, options, offsets, wm, keyCount);
     const incremental = plan.meta.isIncremental;
-    const written = await this.writeFileSliced(plan.path, plan.meta, incremental, async (w) => {
+    const written = await this.writeFileSliced(plan.path, plan.meta, incremental, moved, async (w) => {
       let n = 0;
       // The keys changed since the last checkpoint that the merge does not change, then the merge's.
       for (const k of incremental ? kv.dirty : map.keys()) {
@@ -362,25 +362,34 @@ export class CheckpointStore {
 
   /**
    * {@link CheckpointStore.writeFile} with records written by an async `records`, which
-   * stops early (false) when the state changed under it: then the temporary file goes
-   * and the result is null. After `records` returns true nothing awaits any more.
+   * stops early (false) when the state changed under it, and the fsync off the thread:
+   * when the state changed (`moved`) before either ends, the temporary file goes and the
+   * result is null. Once the file is renamed into place nothing awaits any more.
    */
   private async writeFileSliced(
-    path: string, meta: Parameters<typeof encodeMeta>[0], incremental: boolean, records: (w: CheckpointFileWriter) => Promise<boolean>,
+    path: string, meta: Parameters<typeof encodeMeta>[0], incremental: boolean, moved: () => boolean,
+    records: (w: CheckpointFileWriter) => Promise<boolean>,
   ): Promise<{ sizeBytes: number; bodyCrc: number; recordCount: number } | null> {
     const f = this.beginFile(path, meta, incremental);
-    let complete: boolean;
+    let result;
     try {
-      complete = await records(f.w);
+      if (!(await records(f.w))) {
+        this.abandonFile(f);
+        return null;
+      }
+      result = f.w.finish();
+      // The one step that takes milliseconds for a large file; the event loop goes on meanwhile.
+      await fsyncOffThread(this.fs, f.fd).catch((e: unknown) => { throw ioError('fsync', e, f.tmp); });
     } catch (e) {
       this.abandonFile(f);
       throw e;
     }
-    if (!complete) {
+    if (moved()) {
       this.abandonFile(f);
       return null;
     }
-    return this.finishFile(f, path);
+    this.publish(f.fd, f.tmp, path);
+    return result;
   }
 
   private writeFile(

@@ -26,6 +26,18 @@ export interface WalFs {
   readFileSync(path: string): Buffer;
   /** fsync of a directory, so that creations, renames and unlinks in it are durable. */
   fsyncDir(path: string): void;
+  /**
+   * Optional: `fsyncSync` on another thread, for callers that must not stall theirs for
+   * the milliseconds an fsync of a large file takes (a pool checkpoint on the event
+   * loop). Without it, {@link fsyncOffThread} runs `fsyncSync`.
+   */
+  fsyncAsync?(fd: number): Promise<void>;
+}
+
+/** `fs.fsyncAsync` where the layer has it, else `fs.fsyncSync` (settled as a promise either way). */
+export async function fsyncOffThread(fs: WalFs, fd: number): Promise<void> {
+  if (fs.fsyncAsync !== undefined) return fs.fsyncAsync(fd);
+  fs.fsyncSync(fd);
 }
 
 function fsyncDir(path: string): void {
@@ -57,4 +69,5 @@ export const realFs: WalFs = {
   rmSync: (p, o) => nodeFs.rmSync(p, o),
   readFileSync: (p) => nodeFs.readFileSync(p),
   fsyncDir,
+  fsyncAsync: (fd) => new Promise<void>((resolve, reject) => nodeFs.fsync(fd, (e) => (e ? reject(e) : resolve()))),
 };
