@@ -5,6 +5,7 @@ import { test } from 'node:test';
 import { CheckpointStore, PerCoreWalError } from '../src/index.js';
 import { realFs, type WalFs } from '../src/io/fs.js';
 import type { StagedChanges } from '../src/checkpoint/staged-merge.js';
+import type { KvState } from '../src/checkpoint/state.js';
 import { tempDir } from './helpers/tmp.js';
 
 // CheckpointStore.createCheckpointStaged: what the pool's checkpoint uses to write the file
@@ -24,7 +25,7 @@ function snapshot(store: CheckpointStore): Map<string, string> {
   return new Map([...store.state().entries()].map(([k, v]) => [Buffer.from(k).toString(), Buffer.from(v).toString()]));
 }
 
-for (const [name, base] of [['in place (few changes)', 40_000], ['rebuilt map (many changes)', 10]] as const) {
+for (const [name, base] of [['few changes to a large state', 40_000], ['changes outnumbering the state', 10]] as const) {
   test(`staged checkpoint, ${name}: readers see before or after, and the files load to what the store holds`, async () => {
     const dir = join(tempDir(), 'cp');
     const store = CheckpointStore.open({ checkpointDir: dir });
@@ -49,6 +50,14 @@ for (const [name, base] of [['in place (few changes)', 40_000], ['rebuilt map (m
       assert.equal(store.sourceOffsets().get('src'), 7n);
       assert.equal(meta.keyCount, store.size);
       assert.equal(store.latestCheckpoint()!.id, BigInt(round));
+      // The merge was taken as an overlay, folded into the map in the background: the same
+      // state before, during and after the fold.
+      const kv = store.state() as KvState;
+      assert.notEqual(kv.over, null, 'taken as an overlay');
+      const during = snapshot(store);
+      while (kv.over !== null) await new Promise((r) => setImmediate(r));
+      assert.deepEqual(snapshot(store), during, 'folding does not change the state');
+      assert.equal(kv.map.size, store.size);
       const reopened = CheckpointStore.open({ checkpointDir: dir });
       assert.deepEqual(snapshot(reopened), snapshot(store), 'the checkpoint chain loads to the same state');
       assert.equal(reopened.watermark(), 99n);
@@ -149,4 +158,27 @@ test('staged checkpoint: a failed fsync is an IO error; the store and its files 
   const reopened = CheckpointStore.open({ checkpointDir: dir });
   assert.equal(reopened.latestCheckpoint()!.id, 1n);
   assert.deepEqual(snapshot(reopened), snapshot(store));
+});
+
+test('staged checkpoint: changes and a checkpoint made while its overlay is still being folded are kept', async () => {
+  const dir = join(tempDir(), 'cp');
+  const store = CheckpointStore.open({ checkpointDir: dir });
+  for (let i = 0; i < 20_000; i++) store.put(`s${i}`, bytes(`v${i}`));
+  store.createCheckpoint(1n);
+  await store.createCheckpointStaged(2n, {}, staged(20_000, 'w'), async () => {});
+  const kv = store.state() as KvState;
+  assert.notEqual(kv.over, null, 'the fold has not run yet');
+  store.put('s3', bytes('after'));
+  store.delete('s4');
+  store.put('new', bytes('n'));
+  const meta = store.createCheckpoint(3n);
+  assert.equal(meta.isIncremental, true);
+  assert.equal(meta.keyCount, store.size);
+  const reopened = CheckpointStore.open({ checkpointDir: dir });
+  assert.deepEqual(snapshot(reopened), snapshot(store), 'checkpoint 3 on top of 2 loads to the store\'s state');
+  assert.equal(Buffer.from(store.get('s3')!).toString(), 'after');
+  assert.equal(store.get('s4'), undefined);
+  assert.equal(Buffer.from(store.get('s5')!).toString(), 'w5');
+  while (kv.over !== null) await new Promise((r) => setImmediate(r));
+  assert.deepEqual(snapshot(store), snapshot(reopened), 'and so does the folded map');
 });

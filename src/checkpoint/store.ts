@@ -15,8 +15,10 @@ import { KvState, mapKey, userMapKey, type StateView } from './state.js';
 /** A checkpoint file being written under its temporary name. */
 interface TempFile { fd: number; tmp: string; w: CheckpointFileWriter }
 
-/** See createCheckpointStaged: rebuild the state's map when the changes are at least 1/REBUILD_RATIO of it. */
-const REBUILD_RATIO = 8;
+/** Overlay entries folded into the state's map between two looks at the clock (see createCheckpointStaged). */
+const FOLD_STEP = 1024;
+/** How long a background fold keeps the thread before giving the event loop a turn. */
+const FOLD_SLICE_MS = 1;
 
 export interface CheckpointStoreOptions {
   /** Directory of checkpoint files; created if missing. */
@@ -98,6 +100,8 @@ export class CheckpointStore {
   private depth: number;
   /** True when the next checkpoint must be full (its would-be parent is gone). */
   private fullNext = false;
+  /** True while a staged checkpoint's overlay is being folded in the background. */
+  private folding = false;
 
   private constructor(dir: string, fs: WalFs, maxRetained: number, fullEvery: number, warn: ((m: string) => void) | undefined) {
     this.dir = dir;
@@ -225,15 +229,15 @@ export class CheckpointStore {
   createCheckpoint(id: U64Like, options: CreateCheckpointOptions = {}): CheckpointMetadata {
     const plan = this.plan(id, options, this.offsets, this.wm, this.kv.size);
     const incremental = plan.meta.isIncremental;
+    const kv = this.kv;
     const written = this.writeFile(plan.path, plan.meta, incremental, (w) => {
-      const map = this.kv.map;
       if (incremental) {
-        for (const k of this.kv.dirty) {
-          const v = map.get(k);
+        for (const k of kv.dirty) {
+          const v = kv.getByMapKey(k);
           if (v === undefined) w.delete(k); else w.put(k, v);
         }
       } else {
-        for (const [k, v] of map) w.put(k, v);
+        for (const [k, v] of kv.mapEntries()) w.put(k, v);
       }
     });
     return this.adopt(plan, written);
@@ -251,6 +255,9 @@ export class CheckpointStore {
    */
   async createCheckpointStaged(id: U64Like, options: CreateCheckpointOptions, staged: StagedChanges, pause: () => Promise<void>): Promise<CheckpointMetadata> {
     const kv = this.kv;
+    // What an earlier checkpoint left in the overlay goes into the map first, so that the
+    // file below is written from the map and the staged changes alone.
+    while (!kv.foldSome(FOLD_STEP)) await pause();
     const map = kv.map;
     const before = { changes: kv.changes, base: this.base, fullNext: this.fullNext, depth: this.depth };
     const moved = (): boolean =>
@@ -258,28 +265,12 @@ export class CheckpointStore {
     const offsets = new Map(this.offsets);
     for (const [name, off] of staged.offsets) offsets.set(name, off);
     const wm = staged.watermark !== undefined ? staged.watermark : this.wm;
-    // Applying the merge in place costs only its changes, but in one go, and a Map that grows
-    // rehashes all it holds at once; a rebuilt map costs the whole state, but in slices, and
-    // takes over in one assignment. Rebuild when the changes are a good part of the state.
-    const rebuilt = staged.kv.size * REBUILD_RATIO >= map.size ? new Map<string, Uint8Array>() : null;
-    let keyCount = kv.size;
+    let keyCount = map.size;
     let i = 0;
-    if (rebuilt !== null) {
-      for (const [k, v] of map) {
-        if (!staged.kv.has(k)) rebuilt.set(k, v);
-        if ((++i & 1023) === 0) { await pause(); if (moved()) return this.applyThenCheckpoint(id, options, staged); }
-      }
-      for (const [k, v] of staged.kv) {
-        if (v !== null) rebuilt.set(k, v);
-        if ((++i & 1023) === 0) await pause();
-      }
-      keyCount = rebuilt.size;
-    } else {
-      for (const [k, v] of staged.kv) {
-        const had = map.has(k);
-        if (v === null) { if (had) keyCount--; } else if (!had) keyCount++;
-        if ((++i & 1023) === 0) await pause();
-      }
+    for (const [k, v] of staged.kv) {
+      const had = map.has(k);
+      if (v === null) { if (had) keyCount--; } else if (!had) keyCount++;
+      if ((++i & 1023) === 0) await pause();
     }
     if (moved()) return this.applyThenCheckpoint(id, options, staged);
     const plan = this.plan(id, options, offsets, wm, keyCount);
@@ -300,16 +291,37 @@ export class CheckpointStore {
       return true;
     });
     if (written === null) return this.applyThenCheckpoint(id, options, staged);
-    // The file is durable; from here to the return nothing yields.
-    kv.trackDirty = false; // cleared by the checkpoint anyway
-    if (rebuilt === null) {
-      applyStaged(this, staged);
-    } else {
-      this.offsets = offsets;
-      this.wm = wm;
-      kv.replaceMap(rebuilt);
-    }
-    return this.adopt(plan, written);
+    // The file is durable; from here to the return nothing yields. The store takes the
+    // merge as an overlay (no work now, whatever its size) and folds it in slices after.
+    this.offsets = offsets;
+    this.wm = wm;
+    kv.installOverlay(staged.kv, keyCount);
+    const meta = this.adopt(plan, written);
+    this.foldInSlices();
+    return meta;
+  }
+
+  /**
+   * Folds the overlay into the map in the background, giving the event loop a turn every
+   * FOLD_SLICE_MS; one fold at a time. Nothing waits for it: the state reads the same
+   * before and after, and the next staged checkpoint finishes what is left.
+   */
+  private foldInSlices(): void {
+    if (this.folding || this.kv.over === null) return;
+    this.folding = true;
+    const kv = this.kv;
+    const slice = (): void => {
+      const until = performance.now() + FOLD_SLICE_MS;
+      for (;;) {
+        if (kv.foldSome(FOLD_STEP)) {
+          this.folding = false;
+          return;
+        }
+        if (performance.now() >= until) break;
+      }
+      setImmediate(slice);
+    };
+    setImmediate(slice);
   }
 
   private applyThenCheckpoint(id: U64Like, options: CreateCheckpointOptions, staged: StagedChanges): CheckpointMetadata {
