@@ -103,15 +103,22 @@ function heldFsync(): { fs: WalFs; syncCalls: () => number; started: Promise<voi
   return { fs, syncCalls: () => syncCalls, started, release };
 }
 
-test('staged checkpoint: the file\'s fsync runs off the thread, which goes on meanwhile', async () => {
+/** A store at checkpoint 1 whose staged checkpoint 2 is under way, its file's fsync held. */
+async function stagedWithHeldFsync() {
   const dir = join(tempDir(), 'cp');
-  const h = heldFsync();
-  const store = CheckpointStore.open({ checkpointDir: dir, fs: h.fs });
+  const held = heldFsync();
+  const store = CheckpointStore.open({ checkpointDir: dir, fs: held.fs });
   for (let i = 0; i < 100; i++) store.put(`b${i}`, bytes(`v${i}`));
   store.createCheckpoint(1n);
-  const syncsBefore = h.syncCalls();
+  const h = { ...held, syncsBeforeStaged: held.syncCalls() };
   const done = store.createCheckpointStaged(2n, {}, staged(100, 'y'), () => new Promise((r) => setImmediate(r)));
-  await h.started;
+  await held.started;
+  return { dir, h, store, done };
+}
+
+test('staged checkpoint: the file\'s fsync runs off the thread, which goes on meanwhile', async () => {
+  const { dir, h, store, done } = await stagedWithHeldFsync();
+  const syncsBefore = h.syncsBeforeStaged;
   // The fsync is held: timers run, and the store still shows the state before the checkpoint.
   await new Promise((r) => setTimeout(r, 5));
   assert.equal(store.latestCheckpoint()!.id, 1n);
@@ -125,13 +132,7 @@ test('staged checkpoint: the file\'s fsync runs off the thread, which goes on me
 });
 
 test('staged checkpoint: a change to the store during the fsync drops that file and keeps the change', async () => {
-  const dir = join(tempDir(), 'cp');
-  const h = heldFsync();
-  const store = CheckpointStore.open({ checkpointDir: dir, fs: h.fs });
-  for (let i = 0; i < 100; i++) store.put(`b${i}`, bytes(`v${i}`));
-  store.createCheckpoint(1n);
-  const done = store.createCheckpointStaged(2n, {}, staged(100, 'y'), () => new Promise((r) => setImmediate(r)));
-  await h.started;
+  const { dir, h, store, done } = await stagedWithHeldFsync();
   store.put('user', bytes('during-fsync'));
   h.release();
   await done;
@@ -143,13 +144,7 @@ test('staged checkpoint: a change to the store during the fsync drops that file 
 });
 
 test('staged checkpoint: a failed fsync is an IO error; the store and its files stay at the last checkpoint', async () => {
-  const dir = join(tempDir(), 'cp');
-  const h = heldFsync();
-  const store = CheckpointStore.open({ checkpointDir: dir, fs: h.fs });
-  for (let i = 0; i < 100; i++) store.put(`b${i}`, bytes(`v${i}`));
-  store.createCheckpoint(1n);
-  const done = store.createCheckpointStaged(2n, {}, staged(100, 'y'), () => new Promise((r) => setImmediate(r)));
-  await h.started;
+  const { dir, h, store, done } = await stagedWithHeldFsync();
   h.release(Object.assign(new Error('EIO: i/o error, fsync'), { code: 'EIO', errno: -5, syscall: 'fsync' }));
   await assert.rejects(done, (e: unknown) => e instanceof PerCoreWalError && e.code === 'IO');
   assert.equal(store.latestCheckpoint()!.id, 1n);
