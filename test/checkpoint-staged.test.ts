@@ -4,8 +4,9 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 import { CheckpointStore, PerCoreWalError } from '../src/index.js';
 import { realFs, type WalFs } from '../src/io/fs.js';
+import { SimDisk } from '../src/testing/index.js';
 import type { StagedChanges } from '../src/checkpoint/staged-merge.js';
-import type { KvState } from '../src/checkpoint/state.js';
+import type { KvState, StateView } from '../src/checkpoint/state.js';
 import { tempDir } from './helpers/tmp.js';
 
 // CheckpointStore.createCheckpointStaged: what the pool's checkpoint uses to write the file
@@ -21,8 +22,9 @@ function staged(n: number, tag: string): StagedChanges {
   return { kv, offsets: new Map([['src', 7n]]), watermark: 99n, entries: n + 1 };
 }
 
-function snapshot(store: CheckpointStore): Map<string, string> {
-  return new Map([...store.state().entries()].map(([k, v]) => [Buffer.from(k).toString(), Buffer.from(v).toString()]));
+function snapshot(of: CheckpointStore | StateView): Map<string, string> {
+  const state = of instanceof CheckpointStore ? of.state() : of;
+  return new Map([...state.entries()].map(([k, v]) => [Buffer.from(k).toString(), Buffer.from(v).toString()]));
 }
 
 for (const [name, base] of [['few changes to a large state', 40_000], ['changes outnumbering the state', 10]] as const) {
@@ -176,4 +178,47 @@ test('staged checkpoint: changes and a checkpoint made while its overlay is stil
   assert.equal(Buffer.from(store.get('s5')!).toString(), 'w5');
   while (kv.over !== null) await new Promise((r) => setImmediate(r));
   assert.deepEqual(snapshot(store), snapshot(reopened), 'and so does the folded map');
+});
+
+test('staged checkpoint: a power cut at any call, a crash of any shape, leaves checkpoint 1 or 2 whole, and the store loads to one of the two', async () => {
+  const run = async (disk: SimDisk): Promise<CheckpointStore> => {
+    const store = CheckpointStore.open({ checkpointDir: '/cp', fs: disk });
+    for (let i = 0; i < 3000; i++) store.put(`b${i}`, bytes(`v${i}`));
+    store.delete('b7');
+    store.createCheckpoint(1n, { epoch: 1n });
+    store.put('after-1', bytes('dirty'));
+    await store.createCheckpointStaged(2n, { epoch: 2n }, staged(3000, 'z'), () => new Promise((r) => setImmediate(r)));
+    return store;
+  };
+  // The states the two checkpoints hold, and the calls a whole run makes.
+  const clean = new SimDisk();
+  const cp2 = snapshot(await run(clean));
+  const calls = clean.callCount();
+  const cp1 = snapshot(CheckpointStore.open({ checkpointDir: '/cp', fs: clean }).loadCheckpoint(1n).state);
+  assert.ok(calls > 10, `${calls} calls`);
+  let saw2 = 0;
+  for (let cut = 0; cut <= calls; cut++) {
+    for (let shape = 0; shape < 3; shape++) {
+      const disk = new SimDisk();
+      disk.powerCut(cut, cut * 7 + shape);
+      try {
+        await run(disk);
+      } catch (e) {
+        if (disk.afterPowerCut === null) throw e;
+      }
+      const after = disk.afterPowerCut ?? disk.crash(cut * 7 + shape);
+      const store = CheckpointStore.open({ checkpointDir: '/cp', fs: after });
+      const id = store.latestCheckpoint()?.id ?? 0n;
+      const got = snapshot(store);
+      if (id === 2n) {
+        saw2++;
+        assert.deepEqual(got, cp2, `cut after ${cut} calls: checkpoint 2 loads to the merged state`);
+      } else if (id === 1n) {
+        assert.deepEqual(got, cp1, `cut after ${cut} calls: checkpoint 1 loads whole`);
+      } else {
+        assert.equal(got.size, 0, `cut after ${cut} calls: no checkpoint, no state`);
+      }
+    }
+  }
+  assert.ok(saw2 > 0, 'some cuts came after checkpoint 2 was durable');
 });
