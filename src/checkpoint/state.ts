@@ -51,7 +51,7 @@ export function keyBytes(k: string): Buffer {
  * folding them costs what they are, not what the whole state is.
  */
 export class KvState implements StateView {
-  /** @internal The state, less what `over` changes. Replaced whole by {@link KvState.replaceMap}: hold the KvState, not the map. */
+  /** @internal The state, less what `over` changes. */
   map = new Map<string, Uint8Array>();
   /** @internal Changes not yet folded into `map`, by map key: the value, or null for deleted. Null when there are none. */
   over: Map<string, Uint8Array | null> | null = null;
@@ -111,13 +111,6 @@ export class KvState implements StateView {
   }
 
   clearDirty(): void { this.dirty.clear(); }
-
-  /** @internal Switches to `map` at once (a checkpoint built it in slices); the dirty set is the caller's business. */
-  replaceMap(map: Map<string, Uint8Array>): void {
-    assert(this.over === null, 'no overlay is pending when the map is replaced');
-    this.map = map;
-    this.changes++;
-  }
 
   /**
    * @internal Takes `changes` over at once (owning the map: folding empties it), `size`
