@@ -32,12 +32,24 @@ export interface WalFs {
    * loop). Without it, {@link fsyncOffThread} runs `fsyncSync`.
    */
   fsyncAsync?(fd: number): Promise<void>;
+  /**
+   * Optional: `fdatasyncSync` on another thread, for a worker that must go on appending
+   * while a compaction's copy becomes durable. Without it, {@link fdatasyncOffThread}
+   * runs `fdatasyncSync`.
+   */
+  fdatasyncAsync?(fd: number): Promise<void>;
 }
 
 /** `fs.fsyncAsync` where the layer has it, else `fs.fsyncSync` (settled as a promise either way). */
 export async function fsyncOffThread(fs: WalFs, fd: number): Promise<void> {
   if (fs.fsyncAsync !== undefined) return fs.fsyncAsync(fd);
   fs.fsyncSync(fd);
+}
+
+/** `fs.fdatasyncAsync` where the layer has it, else `fs.fdatasyncSync` (settled as a promise either way). */
+export async function fdatasyncOffThread(fs: WalFs, fd: number): Promise<void> {
+  if (fs.fdatasyncAsync !== undefined) return fs.fdatasyncAsync(fd);
+  fs.fdatasyncSync(fd);
 }
 
 function fsyncDir(path: string): void {
@@ -70,4 +82,5 @@ export const realFs: WalFs = {
   readFileSync: (p) => nodeFs.readFileSync(p),
   fsyncDir,
   fsyncAsync: (fd) => new Promise<void>((resolve, reject) => nodeFs.fsync(fd, (e) => (e ? reject(e) : resolve()))),
+  fdatasyncAsync: (fd) => new Promise<void>((resolve, reject) => nodeFs.fdatasync(fd, (e) => (e ? reject(e) : resolve()))),
 };
