@@ -6,7 +6,7 @@ import {
 } from '../entry/codec.js';
 import { commitOperation, PerCoreWalEntry, type U64Like } from '../entry/entry.js';
 import { ioError, PerCoreWalError } from '../errors/errors.js';
-import { realFs, type WalFs } from '../io/fs.js';
+import { closeOffThread, realFs, type WalFs } from '../io/fs.js';
 import { scanSegment, type SegmentScan } from '../reader/scan.js';
 import { PerCoreWalReader } from '../reader/reader.js';
 import { DEFAULT_MAX_RECORD_SIZE, frameAt, RECORD_HEADER_SIZE } from '../record/framing.js';
@@ -826,7 +826,8 @@ export class CoreWalWriter {
     } catch (e) {
       throw this.fail(ioError('compact', e, this.segPath, 0, this.core));
     }
-    try { this.fs.closeSync(this.fd); } catch { /* the old file is unlinked; nothing of it is needed */ }
+    // The old file is unlinked and nothing of it is needed; freeing its blocks takes ms.
+    closeOffThread(this.fs, this.fd);
     this.fd = fd;
     const n = end - from;
     this.bufStart = n;
