@@ -9,7 +9,7 @@ export type { WalOperation, WalOperationType, U64Like } from './entry/entry.js';
 export { FORMAT_VERSION } from './entry/codec.js';
 export { RECORD_HEADER_SIZE, DEFAULT_MAX_RECORD_SIZE, encodeRecord } from './record/framing.js';
 export { crc32c, crc32cJs, crc32cBackend } from './crc/crc32c.js';
-export { CoreWalWriter } from './writer/writer.js';
+export { Compaction, CoreWalWriter } from './writer/writer.js';
 export type { CoreWalWriterOptions } from './writer/writer.js';
 export { PerCoreWalReader } from './reader/reader.js';
 export type { WalReadResult, PerCoreWalReaderOptions } from './reader/reader.js';

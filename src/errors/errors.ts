@@ -19,6 +19,7 @@ export type PerCoreWalErrorCode =
   | 'POISONED'
   | 'CLOSED'
   | 'SYNC_IN_FLIGHT'
+  | 'COMPACTION_IN_PROGRESS'
   | 'TORN_WRITE'
   | 'CHECKSUM_MISMATCH'
   | 'CORRUPTED'

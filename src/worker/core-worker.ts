@@ -7,12 +7,18 @@
  * Group commit: every message drained from the ring in one pass is appended, then one
  * `sync()` covers them all, then DURABLE moves past the last ticket of the pass. While a
  * sync runs the ring keeps filling, so the next pass carries everything that arrived.
+ *
+ * A compaction after a checkpoint is the exception: its copy runs in slices of ~1 ms
+ * between passes and its copy's fdatasync on libuv's pool, so the loop then runs on the
+ * event loop (a turn between iterations, `Atomics.waitAsync` when idle) until the short
+ * synchronous finish.
  */
+import { setImmediate as turn } from 'node:timers/promises';
 import { receiveMessageOnPort, workerData, type MessagePort } from 'node:worker_threads';
 import { PerCoreWalError } from '../errors/errors.js';
 import { realFs } from '../io/fs.js';
 import { scanSegment, type SegmentScan } from '../reader/scan.js';
-import { CoreWalWriter, type CoreWalWriterOptions } from '../writer/writer.js';
+import { CoreWalWriter, type Compaction, type CoreWalWriterOptions } from '../writer/writer.js';
 import {
   CMD, decodeCommitBody, DURABLE, FAILURE, FAILURE_CODES, OP_COMMIT, OP_DELETE, OP_PUT, SLEEPING, STATE, STATE_CLOSED,
   STATE_CLOSING, STATE_FAILED, STATE_RUNNING, SYNCED_HI, SYNCED_LO, SYNCED_SEQ, TAIL, toWire, WAKE,
@@ -29,6 +35,15 @@ const consumer = new RingConsumer(data.ring);
 const lockSide = new RingProducer(data.ring);
 const ctrl = consumer.ctrl;
 const epoch = EpochRef.fromShared(data.epoch);
+/** Work between two turns of the event loop during a compaction's copy: what appends may wait. */
+const COPY_SLICE_MS = 1;
+/** Longest idle wait during a compaction; a bound in case a wake-up is missed, not a poll. */
+const IDLE_WAIT_MS = 50;
+
+// `Atomics.waitAsync` (Node 16+) is not in the ES2022 lib.
+type WaitAsync = (a: Int32Array, index: number, value: number, timeout?: number) =>
+  { async: false; value: 'not-equal' | 'timed-out' } | { async: true; value: Promise<'ok' | 'timed-out'> };
+const waitAsync = (Atomics as unknown as { waitAsync: WaitAsync }).waitAsync;
 
 function report(msg: WorkerReport): void {
   port.postMessage(msg);
@@ -108,6 +123,10 @@ class CoreLoop {
   private epoch: bigint;
   private cmdSeen: number;
   private stopped = false;
+  /** The compaction running in the background, if any; the loop is on the event loop meanwhile. */
+  private job: Compaction | null = null;
+  /** A stop that came during a compaction: done once the compaction is. */
+  private stopAfterJob = false;
 
   constructor(w: CoreWalWriter) {
     this.w = w;
@@ -117,15 +136,80 @@ class CoreLoop {
     this.cmdSeen = (Atomics.load(ctrl, CMD) - 1) | 0;
   }
 
-  run(): void {
+  /** Until stopped: blocking passes, and on the event loop while a compaction runs. */
+  async runAll(): Promise<void> {
+    for (;;) {
+      this.run();
+      if (this.stopped) return;
+      await this.compactInBackground();
+      if (this.stopped) return;
+    }
+  }
+
+  /** Blocking passes until stopped or a compaction begins. */
+  private run(): void {
     for (;;) {
       if (Atomics.load(ctrl, CMD) !== this.cmdSeen) {
         this.commands();
-        if (this.stopped) return;
+        if (this.stopped || this.job !== null) return;
       }
       const head = consumer.head();
       if (!this.batch(head)) this.sleep(head);
     }
+  }
+
+  /**
+   * Phase 1 of the compaction (copy slices, then the copy's fdatasync off the thread)
+   * interleaved with passes over the ring, then its synchronous finish. A failure of
+   * either phase is thrown, so it is reported as `compactFrom`'s were: the worker fails.
+   */
+  private async compactInBackground(): Promise<void> {
+    const job = this.job!;
+    let syncing: Promise<void> | null = null;
+    let synced = false;
+    let syncError: unknown = null;
+    while (!this.stopAfterJob && !synced) {
+      if (Atomics.load(ctrl, CMD) !== this.cmdSeen) {
+        this.commands();
+        if (this.stopAfterJob) break;
+      }
+      const head = consumer.head();
+      const appended = this.batch(head);
+      if (syncing === null) {
+        if (job.step(COPY_SLICE_MS)) {
+          syncing = job.syncCopy().then(() => { synced = true; }, (e: unknown) => { syncError = e; synced = true; });
+        }
+        await turn();
+      } else if (appended) {
+        await turn();
+      } else {
+        await this.sleepUntil(head, syncing);
+      }
+    }
+    // A stop waits for the compaction: the pool expects its report, and the copy's fd must not close under its fdatasync.
+    if (syncing !== null) await syncing;
+    if (syncError !== null) throw syncError;
+    this.finishCompaction(job);
+    if (this.stopAfterJob) this.stop();
+  }
+
+  private finishCompaction(job: Compaction): void {
+    // Appends wait only from here: sync, copy what came during phase 1, rename, reopen.
+    job.finish();
+    this.job = null;
+    publishSynced(this.w);
+    report({ type: 'compactDone', position: this.w.position() });
+  }
+
+  /** `sleep`, but on the event loop: the copy's fdatasync settling ends it too. */
+  private async sleepUntil(head: number, settled: Promise<void>): Promise<void> {
+    Atomics.store(ctrl, SLEEPING, 1);
+    const bell = Atomics.load(ctrl, WAKE);
+    if (consumer.head() === head && Atomics.load(ctrl, CMD) === this.cmdSeen) {
+      const r = waitAsync(ctrl, WAKE, bell, IDLE_WAIT_MS);
+      if (r.async) await Promise.race([r.value, settled]);
+    }
+    Atomics.store(ctrl, SLEEPING, 0);
   }
 
   /** Appends everything below `head`, frees the ring, syncs once. False when there was nothing. */
@@ -173,7 +257,7 @@ class CoreLoop {
     this.cmdSeen = Atomics.load(ctrl, CMD);
     for (let m = receiveMessageOnPort(port); m !== undefined; m = receiveMessageOnPort(port)) {
       this.command(m.message as PoolCommand);
-      if (this.stopped) return;
+      if (this.stopped || this.stopAfterJob) return;
     }
   }
 
@@ -198,17 +282,23 @@ class CoreLoop {
         report({ type: 'barrierDone', position: w.position(), syncedPosition: w.syncedPosition(), sequence: w.sequence(), epoch: w.epoch() });
         return;
       }
-      case 'compact':
+      case 'compact': {
         // The checkpoint holding everything up to the barrier is durable. The records
         // appended since stay, crash-safely, at the front of the segment (recovery finds
         // no barrier at the checkpoint's position then, and replays the segment whole).
-        // Appends wait in the ring meanwhile.
-        w.compactFrom(cmd.position);
-        publishSynced(w);
-        report({ type: 'compactDone', position: w.position() });
+        // Appends go on during the copy; the loop runs it in the background (runAll).
+        if (this.job !== null) {
+          throw new PerCoreWalError('ASSERTION', `core ${core} got a compact command while compacting`, { coreId: core });
+        }
+        const job = w.beginCompaction(cmd.position);
+        // Nothing to copy (from 0, or nothing after the barrier): the finish alone is short.
+        if (job.start() === 0 || job.start() === job.phaseOneEnd()) this.finishCompaction(job);
+        else this.job = job;
         return;
+      }
       case 'stop':
-        this.stop();
+        if (this.job !== null) this.stopAfterJob = true;
+        else this.stop();
         return;
       case 'fault':
         if (cmd.how === 'exit') process.exit(7);
@@ -252,8 +342,7 @@ function main(): void {
       publishSynced(w);
       Atomics.store(ctrl, STATE, STATE_RUNNING);
       report({ type: 'ready', position: w.position(), sequence: w.sequence(), epoch: w.epoch() });
-      new CoreLoop(w).run();
-      port.close();
+      new CoreLoop(w).runAll().then(() => port.close(), fail);
     } catch (e) {
       fail(e);
     }

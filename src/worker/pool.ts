@@ -217,8 +217,10 @@ export class CoreWalPool extends EventEmitter<PoolEvents> {
    *    the store takes the merged changes and the checkpoint is written durably, with the
    *    barriers' positions and CRCs, in one synchronous step, so nobody sees the store
    *    half-merged;
-   * 3. each worker compacts its segment ({@link CoreWalWriter.compactFrom}): the records
-   *    after its barrier move, crash-safely, to the front of a new segment file.
+   * 3. each worker compacts its segment ({@link CoreWalWriter.beginCompaction}, the
+   *    two-phase {@link CoreWalWriter.compactFrom}): the records after its barrier move,
+   *    crash-safely, to the front of a new segment file; the worker goes on appending
+   *    during the copy, and its appends wait only for the short final step.
    *
    * A crash before step 2 completes recovers from the previous checkpoint plus the whole
    * WAL; after it, recovery skips what a segment still holds up to its barrier, or, once

@@ -166,7 +166,7 @@ export type PoolCommand =
   | { type: 'open'; epoch: bigint; minTimestampNs: bigint | null; minSequence: bigint | null }
   /** Append an epoch barrier at `epoch` (or above the writer's epoch), sync, report, and go on consuming. */
   | { type: 'barrier'; epoch: bigint }
-  /** Drop the segment up to `position` (a barrier's end a durable checkpoint holds) with `CoreWalWriter.compactFrom`. */
+  /** Drop the segment up to `position` (a barrier's end a durable checkpoint holds) with `CoreWalWriter.beginCompaction`. */
   | { type: 'compact'; position: number }
   | { type: 'stop' }
   /** Test hook: make the worker die the way a bug or an OS kill would. */

@@ -6,16 +6,18 @@ import {
 } from '../entry/codec.js';
 import { commitOperation, PerCoreWalEntry, type U64Like } from '../entry/entry.js';
 import { ioError, PerCoreWalError } from '../errors/errors.js';
-import { realFs, type WalFs } from '../io/fs.js';
+import { closeOffThread, realFs, type WalFs } from '../io/fs.js';
 import { scanSegment, type SegmentScan } from '../reader/scan.js';
 import { PerCoreWalReader } from '../reader/reader.js';
 import { DEFAULT_MAX_RECORD_SIZE, frameAt, RECORD_HEADER_SIZE } from '../record/framing.js';
 import { sealFrames } from '../record/seal.js';
-import { verifyFrames } from '../record/verify.js';
 import type { IoCompletion, IoFd, StorageIo } from '../storage-io/types.js';
 import { assert } from '../util/assert.js';
 import { CLOCK_ANCHOR_PERF, CLOCK_ANCHOR_WALL_NS } from '../util/clock.js';
 import { hi32, joinU64, lo32, requireBytes, toCoreId, toPosition, toU64, TWO_32 } from '../util/u64.js';
+import { Compaction, type CompactionHost } from './compaction.js';
+
+export { Compaction } from './compaction.js';
 
 export interface CoreWalWriterOptions {
   /** Bytes buffered before a write(2). Default 64 KiB. */
@@ -109,6 +111,8 @@ export class CoreWalWriter {
   private sinceSync = 0;
   private poison: PerCoreWalError | null = null;
   private closed = false;
+  /** The compaction begun with `beginCompaction` and not yet over: the segment must stay where it reads. */
+  private compaction: Compaction | null = null;
   // Monotonic clock anchor: wall time at construction plus performance.now() since.
   private readonly baseHi: number;
   private readonly baseLo: number;
@@ -663,6 +667,7 @@ export class CoreWalWriter {
   truncate(position: number): void {
     const pos = toPosition(position, 'position');
     this.checkWritable();
+    this.requireNoCompaction('truncate');
     this.requireNoStorageIoInFlight('truncate');
     this.flushBuffer();
     if (pos > this.bufStart) {
@@ -724,8 +729,40 @@ export class CoreWalWriter {
    * ```
    */
   compactFrom(from: number): number {
+    const c = this.beginCompaction(from);
+    c.step(Infinity);
+    return c.finish();
+  }
+
+  /**
+   * {@link CoreWalWriter.compactFrom} in two phases, so that appends go on during the
+   * long one. Syncs what was appended, checks `from` as `compactFrom` does and returns
+   * the running {@link Compaction}:
+   *
+   * 1. `await c.copy()` (or `c.step()` slices, then `await c.syncCopy()`) copies the
+   *    records in [from, end1) — end1 being the synced end now — CRC-checked, into
+   *    `<segment>.compact` and fdatasyncs it off the thread, while this writer goes on
+   *    appending and syncing to the segment;
+   * 2. `c.finish()`, synchronous and short: syncs, copies the records appended meanwhile,
+   *    fdatasyncs, renames over the segment, fsyncs the directory and reopens. Positions
+   *    then move down by `from`, exactly as after `compactFrom`.
+   *
+   * Crash safety is `compactFrom`'s: the segment is untouched until the rename. A failure
+   * before it removes the temporary file and leaves the writer as it was (poisoned if its
+   * own I/O failed). One compaction at a time: meanwhile `truncate`, `reset` and another
+   * compaction fail with `COMPACTION_IN_PROGRESS`; `close` abandons it.
+   *
+   * @example
+   * ```ts
+   * const c = writer.beginCompaction(barrierEnd);
+   * await c.copy();          // appends and syncs go on meanwhile
+   * c.finish();              // the segment now starts with the records after the barrier
+   * ```
+   */
+  beginCompaction(from: number): Compaction {
     const pos = toPosition(from, 'from');
     this.checkWritable();
+    this.requireNoCompaction('a compaction');
     this.requireNoStorageIoInFlight('compactFrom');
     this.sync();
     const end = this.bufStart;
@@ -733,13 +770,48 @@ export class CoreWalWriter {
       throw new PerCoreWalError('INVALID_POSITION', `cannot compact core ${this.core} from ${pos}: past its position ${end}`,
         { coreId: this.core, path: this.segPath, position: pos });
     }
-    if (pos === 0) return end;
-    if (pos === end) {
-      this.truncate(0);
-      return 0;
+    const c = new Compaction(this.compactionHost(), pos, end);
+    this.compaction = c;
+    return c;
+  }
+
+  /** The running compaction, or null. */
+  runningCompaction(): Compaction | null { return this.compaction; }
+
+  private requireNoCompaction(op: string): void {
+    if (this.compaction !== null) {
+      throw new PerCoreWalError('COMPACTION_IN_PROGRESS', `${op} while a compaction of core ${this.core} is running (${this.segPath})`,
+        { coreId: this.core, path: this.segPath });
     }
-    const tmp = `${this.segPath}.compact`;
-    this.copyFrames(pos, end, tmp);
+  }
+
+  private compactionHost(): CompactionHost {
+    return {
+      fs: this.fs,
+      core: this.core,
+      path: this.segPath,
+      maxRecordSize: this.maxRecord,
+      fd: () => this.fd,
+      checkWritable: () => this.checkWritable(),
+      syncAll: () => {
+        if (this.position() !== this.synced) this.sync();
+        else { this.checkWritable(); this.requireNoStorageIoInFlight('a compaction\'s finish'); }
+        return this.synced;
+      },
+      truncateToZero: () => this.truncate(0),
+      install: (tmp, from, end) => this.installCompacted(tmp, from, end),
+      release: (c) => { if (this.compaction === c) this.compaction = null; },
+    };
+  }
+
+  /**
+   * `tmp` holds the segment's bytes [from, end), durably, and the segment ends at `end`:
+   * renames it over the segment and moves the writer onto it. A failed rename leaves the
+   * writer as it was; anything failing after it poisons the writer.
+   */
+  private installCompacted(tmp: string, from: number, end: number): number {
+    assert(this.compaction === null && end === this.bufStart && end === this.synced && this.bufLen === 0,
+      'a compaction installs a copy of everything appended, synced');
     try {
       this.fs.renameSync(tmp, this.segPath);
     } catch (e) {
@@ -754,9 +826,10 @@ export class CoreWalWriter {
     } catch (e) {
       throw this.fail(ioError('compact', e, this.segPath, 0, this.core));
     }
-    try { this.fs.closeSync(this.fd); } catch { /* the old file is unlinked; nothing of it is needed */ }
+    // The old file is unlinked and nothing of it is needed; freeing its blocks takes ms.
+    closeOffThread(this.fs, this.fd);
     this.fd = fd;
-    const n = end - pos;
+    const n = end - from;
     this.bufStart = n;
     this.allocatedEnd = n;
     this.written = n;
@@ -767,61 +840,13 @@ export class CoreWalWriter {
     return n;
   }
 
-  /**
-   * Copies the synced frames [from, end) of the segment into a new file at `to` and syncs
-   * it, checking that they are whole frames with right CRCs (so that `from` was a record
-   * boundary and nothing kept is damaged). On failure `to` is removed and the writer is
-   * left as it was.
-   */
-  private copyFrames(from: number, end: number, to: string): void {
-    let block = Buffer.allocUnsafe(Math.min(4 << 20, Math.max(1 << 16, end - from)));
-    let dv = new DataView(block.buffer, block.byteOffset, block.byteLength);
-    let out = -1;
-    try {
-      out = this.fs.openSync(to, 'w');
-      let at = from, have = 0, wrote = 0;
-      while (wrote < end - from) {
-        const n = at < end ? this.fs.readSync(this.fd, block, have, Math.min(block.length - have, end - at), at) : 0;
-        at += n;
-        have += n;
-        const good = verifyFrames(block, dv, 0, have, this.maxRecord);
-        if (good === 0) {
-          const plen = have >= RECORD_HEADER_SIZE ? dv.getUint32(0, true) : 0;
-          if (have === block.length && plen > 0 && plen <= this.maxRecord && RECORD_HEADER_SIZE + plen > block.length) {
-            // One record larger than the block: room for it, and read on.
-            const bigger = Buffer.allocUnsafe(RECORD_HEADER_SIZE + plen);
-            block.copy(bigger, 0, 0, have);
-            block = bigger;
-            dv = new DataView(block.buffer, block.byteOffset, block.byteLength);
-            continue;
-          }
-          if (n === 0 || have === block.length) {
-            throw new PerCoreWalError('INVALID_POSITION', `cannot compact ${this.segPath} from ${from}: no whole record with a right CRC at byte ${from + wrote}`,
-              { coreId: this.core, path: this.segPath, position: from + wrote });
-          }
-          continue;
-        }
-        for (let w = 0; w < good; ) w += this.fs.writeSync(out, block, w, good - w, wrote + w);
-        wrote += good;
-        block.copy(block, 0, good, have);
-        have -= good;
-      }
-      assert(wrote === end - from, 'a compaction copies every byte it keeps');
-      this.fs.fdatasyncSync(out);
-    } catch (e) {
-      if (out >= 0) try { this.fs.closeSync(out); } catch { /* reporting the first error */ }
-      out = -1;
-      try { this.fs.unlinkSync(to); } catch { /* it may not exist */ }
-      if (e instanceof PerCoreWalError) throw e;
-      throw ioError('compact', e, to, undefined, this.core);
-    } finally {
-      if (out >= 0) this.fs.closeSync(out);
-    }
-  }
-
   /** Writes buffered records (without syncing) and closes the file. Idempotent. */
   close(): void {
     if (this.closed) return;
+    // Abandoned now, or (its fdatasync running) by itself once that returns and finds the writer closed.
+    if (this.compaction !== null) {
+      try { this.compaction.abandon(); } catch { /* syncCopy is running */ }
+    }
     try {
       if (this.poison === null) this.flushBuffer();
     } finally {
