@@ -39,7 +39,8 @@ test('puts made while a worker compacts are acknowledged during the compaction, 
     await pool.close();
   }
   if (process.env.COMPACT_DEBUG) console.log({ ackedAtCompacted, acked });
-  assert.ok(ackedAtCompacted >= 5, `${ackedAtCompacted} puts, one after the other, acknowledged during the compaction`);
+  // 8–14 here, on an idle or a loaded machine; 0–1 with the synchronous compactFrom.
+  assert.ok(ackedAtCompacted >= 3, `${ackedAtCompacted} puts, one after the other, acknowledged during the compaction`);
   const rec = recoverPerCore(walDir, join(root, 'cp'), 1);
   assert.equal(rec.state.size, 1 + BIG + acked);
 });
