@@ -1,5 +1,6 @@
 import { PerCoreWalError } from '../errors/errors.js';
 import { assert } from '../util/assert.js';
+import { ShardedMap, ShardedSet } from './sharded-map.js';
 
 /**
  * A read-only view of key/value state: what a checkpoint holds, or what recovery
@@ -51,14 +52,14 @@ export function keyBytes(k: string): Buffer {
  * folding them costs what they are, not what the whole state is.
  */
 export class KvState implements StateView {
-  /** @internal The state, less what `over` changes. */
-  map = new Map<string, Uint8Array>();
+  /** @internal The state, less what `over` changes. Sharded: a store may hold more keys than one Map can. */
+  readonly map = new ShardedMap<Uint8Array>();
   /** @internal Changes not yet folded into `map`, by map key: the value, or null for deleted. Null when there are none. */
   over: Map<string, Uint8Array | null> | null = null;
   /** Keys present, while `over` is not null (then `map.size` is not the state's size). */
   private overSize = 0;
   /** @internal Keys set or deleted since the last checkpoint. */
-  readonly dirty = new Set<string>();
+  readonly dirty = new ShardedSet();
   /** @internal False while the next checkpoint is due to be full: then nobody needs the dirty set. */
   trackDirty = true;
   /** @internal Bumped by every change: tells a checkpoint written in slices whether the state moved under it. */
