@@ -142,7 +142,9 @@ export function foldReplay(
  * now; returns the references of the values still in their segments, sorted so that
  * reading them back in order ({@link readBackRef}) reads every segment forward.
  */
-export function foldCopied(table: ReplayTable, set: (key: string, value: Uint8Array) => void, del: (key: string) => void): Float64Array {
+export function foldCopied(
+  table: ReplayTable, set: (key: string, value: Uint8Array) => void, del: (key: string) => void, sorted = true,
+): Float64Array {
   const refs = new Float64Array(table.size);
   let n = 0;
   table.forEach((arena, start, end, ref, copy) => {
@@ -151,7 +153,7 @@ export function foldCopied(table: ReplayTable, set: (key: string, value: Uint8Ar
     if (ref === DELETED) del(k); else set(k, copy!);
   });
   // start * 65536 + core: ascending means ascending positions within each core.
-  return refs.subarray(0, n).sort();
+  return sorted ? refs.subarray(0, n).sort() : refs.subarray(0, n);
 }
 
 /** The second half of {@link foldReplay}: one live Put, read back from its record, to `set`. */
