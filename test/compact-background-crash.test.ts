@@ -1,9 +1,10 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { CoreWalWriter, PerCoreWalReader } from '../src/index.js';
+import { CoreWalWriter } from '../src/index.js';
 import { barrierCrcAt, BARRIER_RECORD_SIZE } from '../src/checkpoint/resume.js';
 import type { WalFs } from '../src/io/fs.js';
 import { SimDisk, SimPowerLoss } from '../src/testing/index.js';
+import { putKeysFrom } from './helpers/segment.js';
 import { b } from './helpers/tmp.js';
 
 // A power cut at every file call of a two-phase compaction (beginCompaction … finish) with
@@ -14,19 +15,7 @@ import { b } from './helpers/tmp.js';
 
 const PATH = '/wal/wal-0.log';
 
-function keysFrom(fsys: WalFs, from: number): string[] {
-  const r = PerCoreWalReader.openFrom(0, PATH, from, { fs: fsys });
-  const out: string[] = [];
-  try {
-    for (let e = r.readNext(); e.kind === 'entry'; e = r.readNext()) {
-      const op = e.entry.operation;
-      if (op.type === 'put') out.push(Buffer.from(op.key).toString());
-    }
-  } finally {
-    r.close();
-  }
-  return out;
-}
+const keysFrom = (fsys: WalFs, from: number): string[] => putKeysFrom(PATH, from, fsys);
 
 /** A SimDisk whose `fdatasyncAsync` runs a turn later, so that appends and syncs can come in between (as on libuv's pool). */
 function deferredSyncDisk(seed: number): SimDisk {

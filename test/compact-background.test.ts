@@ -3,8 +3,8 @@ import * as fs from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { CoreWalWriter, PerCoreWalError, PerCoreWalReader } from '../src/index.js';
-import { BARRIER_RECORD_SIZE } from '../src/checkpoint/resume.js';
 import { FaultyFs } from '../src/testing/index.js';
+import { fillAroundBarrier } from './helpers/segment.js';
 import { b, tempDir } from './helpers/tmp.js';
 
 // CoreWalWriter.beginCompaction: compactFrom in two phases, appends going on during the
@@ -32,15 +32,8 @@ function puts(path: string): [string, number][] {
   return out;
 }
 
-/** Appends `before` Puts, a barrier, syncs, appends `after` Puts and syncs: returns the barrier's end. */
-function fill(w: CoreWalWriter, before: number, after: number, value = b('value')): number {
-  for (let i = 0; i < before; i++) w.appendPut(b(`a${i}`), value);
-  const end = w.appendEpochBarrier() + BARRIER_RECORD_SIZE;
-  w.sync();
-  for (let i = 0; i < after; i++) w.appendPut(b(`b${i}`), value);
-  w.sync();
-  return end;
-}
+/** Puts, a barrier, more Puts, all synced: returns the barrier's end. */
+const fill = (w: CoreWalWriter, before: number, after: number, value = b('value')): number => fillAroundBarrier(w, before, after, value, true);
 
 function codeOf(f: () => unknown): string | undefined {
   try { f(); } catch (e) { assert.ok(e instanceof PerCoreWalError, String(e)); return e.code; }

@@ -3,9 +3,9 @@ import * as fs from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { CoreWalWriter, PerCoreWalError, PerCoreWalReader } from '../src/index.js';
-import { barrierCrcAt, BARRIER_RECORD_SIZE } from '../src/checkpoint/resume.js';
-import type { WalFs } from '../src/io/fs.js';
+import { barrierCrcAt } from '../src/checkpoint/resume.js';
 import { SimDisk, SimPowerLoss } from '../src/testing/index.js';
+import { fillAroundBarrier, putKeysFrom } from './helpers/segment.js';
 import { b, tempDir } from './helpers/tmp.js';
 
 // CoreWalWriter.compactFrom: the reset of a writer that went on appending after a
@@ -14,29 +14,8 @@ import { b, tempDir } from './helpers/tmp.js';
 
 const dir = tempDir();
 
-/** Keys of the Put entries of a segment from `from`, in order. */
-function keysFrom(path: string, from: number, fsys?: WalFs): string[] {
-  const r = PerCoreWalReader.openFrom(0, path, from, fsys ? { fs: fsys } : {});
-  const out: string[] = [];
-  try {
-    for (let e = r.readNext(); e.kind === 'entry'; e = r.readNext()) {
-      const op = e.entry.operation;
-      if (op.type === 'put') out.push(Buffer.from(op.key).toString());
-    }
-  } finally {
-    r.close();
-  }
-  return out;
-}
-
-/** Appends `before`, a barrier, syncs, appends `after`: returns the barrier's end. */
-function fill(w: CoreWalWriter, before: number, after: number, value = b('value')): number {
-  for (let i = 0; i < before; i++) w.appendPut(b(`a${i}`), value);
-  const end = w.appendEpochBarrier() + BARRIER_RECORD_SIZE;
-  w.sync();
-  for (let i = 0; i < after; i++) w.appendPut(b(`b${i}`), value);
-  return end;
-}
+const keysFrom = putKeysFrom;
+const fill = fillAroundBarrier;
 
 test('compactFrom keeps exactly the records after the barrier, at the front, and appending goes on after them', () => {
   const path = join(dir, 'basic.log');
