@@ -9,7 +9,18 @@
  *
  * Iteration goes shard by shard: the order is not insertion order (nothing relies on it).
  */
-export class ShardedMap<V> implements Iterable<[string, V]> {
+/** What corewal needs of a string-keyed map: a `Map` or a {@link ShardedMap}. */
+export interface StringMap<V> extends Iterable<[string, V]> {
+  readonly size: number;
+  get(k: string): V | undefined;
+  has(k: string): boolean;
+  set(k: string, v: V): unknown;
+  delete(k: string): boolean;
+  entries(): IterableIterator<[string, V]>;
+  keys(): IterableIterator<string>;
+}
+
+export class ShardedMap<V> implements StringMap<V> {
   private readonly shards: (Map<string, V> | undefined)[] = new Array(SHARDS);
   private count = 0;
 

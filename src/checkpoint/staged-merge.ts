@@ -4,6 +4,7 @@ import { CursorMerge } from '../recovery/merge.js';
 import { foldCopied, readBackRef, ReplayTable } from '../recovery/replay-table.js';
 import { assert } from '../util/assert.js';
 import { checkpointVisitor, openCheckpointCursors } from './merge-visit.js';
+import { ShardedMap, type StringMap } from './sharded-map.js';
 import type { CheckpointStore } from './store.js';
 
 /**
@@ -13,7 +14,7 @@ import type { CheckpointStore } from './store.js';
  */
 export interface StagedChanges {
   /** By map key: the value the key ends with, or null when it ends deleted. */
-  readonly kv: Map<string, Uint8Array | null>;
+  readonly kv: StringMap<Uint8Array | null>;
   /** Source offsets set by Commit entries, the last one per source. */
   readonly offsets: Map<string, bigint>;
   /** The last watermark a Commit set; undefined when none did. */
@@ -62,7 +63,8 @@ export async function mergeSegmentsStaged(
   cfg: PerCoreWalConfig, from: readonly number[], to: readonly number[], slicer: Slicer = new Slicer(), sortRun = SORT_RUN,
 ): Promise<StagedChanges> {
   const step = slicer.stepEntries;
-  const out: StagedChanges = { kv: new Map(), offsets: new Map(), watermark: undefined, entries: 0 };
+  // Sharded like the store's map: it may hold more keys than one Map can, and grows without a long rehash.
+  const out: StagedChanges = { kv: new ShardedMap(), offsets: new Map(), watermark: undefined, entries: 0 };
   const cursors = openCheckpointCursors(cfg, from, to);
   const maybeYield = (): Promise<void> => slicer.maybeYield();
   try {

@@ -1,6 +1,6 @@
 import { PerCoreWalError } from '../errors/errors.js';
 import { assert } from '../util/assert.js';
-import { ShardedMap, ShardedSet } from './sharded-map.js';
+import { ShardedMap, ShardedSet, type StringMap } from './sharded-map.js';
 
 /**
  * A read-only view of key/value state: what a checkpoint holds, or what recovery
@@ -55,7 +55,7 @@ export class KvState implements StateView {
   /** @internal The state, less what `over` changes. Sharded: a store may hold more keys than one Map can. */
   readonly map = new ShardedMap<Uint8Array>();
   /** @internal Changes not yet folded into `map`, by map key: the value, or null for deleted. Null when there are none. */
-  over: Map<string, Uint8Array | null> | null = null;
+  over: StringMap<Uint8Array | null> | null = null;
   /** Keys present, while `over` is not null (then `map.size` is not the state's size). */
   private overSize = 0;
   /** @internal Keys set or deleted since the last checkpoint. */
@@ -118,7 +118,7 @@ export class KvState implements StateView {
    * being the number of keys present with them applied; the dirty set is the caller's
    * business. Folds whatever an earlier overlay still holds first.
    */
-  installOverlay(changes: Map<string, Uint8Array | null>, size: number): void {
+  installOverlay(changes: StringMap<Uint8Array | null>, size: number): void {
     this.foldSome(Infinity);
     assert(Number.isSafeInteger(size) && size >= 0, 'an overlay comes with the size of the state it makes');
     if (changes.size === 0) {
