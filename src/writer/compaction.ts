@@ -170,8 +170,7 @@ export class Compaction {
       this.out = -1;
     });
     this.durableTo = end2;
-    this.state = 'done';
-    this.host.release(this);
+    this.done(end2);
     // The rename's failures are the host's to report (before it: writer unchanged; after: poisoned).
     const n = this.host.install(this.tmp, this.from, end2);
     assert(n === end2 - this.from, 'positions move down by the compaction\'s start');
@@ -180,11 +179,8 @@ export class Compaction {
 
   /** Drops the compaction and its temporary file; the segment stays as it is. Idempotent. */
   abandon(): void {
-    if (!this.isActive()) return;
     if (this.state === 'syncing') throw this.misuse('abandon', 'while syncCopy is running');
-    this.close(true);
-    this.state = 'failed';
-    this.host.release(this);
+    this.fail();
   }
 
   private copierFor(): FrameCopy {
